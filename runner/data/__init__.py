@@ -1,0 +1,17 @@
+"""Datamodules: every one has ``num_classes``, ``class_names``, ``image_size``, ``mean``, ``std``
+and ``sample_images(n)`` (the first ``n`` validation images with labels)."""
+
+from runner.data.base import ImageDataModule
+from runner.data.digits import DigitsDataModule
+from runner.data.imagefolder import ImageFolderDataModule
+from runner.data.shapes import SHAPE_CLASSES, generate_shapes
+from runner.data.shapes_datamodule import ShapesDataModule
+
+__all__ = [
+    "ImageDataModule",
+    "DigitsDataModule",
+    "ShapesDataModule",
+    "ImageFolderDataModule",
+    "SHAPE_CLASSES",
+    "generate_shapes",
+]

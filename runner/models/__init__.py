@@ -1,0 +1,3 @@
+from runner.models.classifier import ImageClassifier, create_backbone
+
+__all__ = ["ImageClassifier", "create_backbone"]

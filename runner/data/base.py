@@ -1,0 +1,125 @@
+"""Shared behaviour of every datamodule: normalisation, loaders, fixed sample images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+__all__ = ["ImageDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base class: subclasses fill ``self.train_set``, ``self.val_set``, ``self.test_set`` in ``setup``.
+
+    ``mean``/``std`` default to None, meaning "what the model expects": the runner calls
+    :meth:`set_normalization` with the backbone's timm data config before training. Until
+    then ImageNet statistics (timm's default) are used.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        image_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 42,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(image_size, int) or image_size < 8:
+            raise ValueError(f"data.image_size must be an int >= 8, got {image_size!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers must be an int >= 0, got {num_workers!r}")
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.seed = seed
+        self.mean: tuple[float, ...] = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std: tuple[float, ...] = tuple(std) if std is not None else IMAGENET_STD
+        self._explicit_normalization = mean is not None and std is not None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.class_names: list[str] = []
+
+    # -------------------------------------------------------------- metadata
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Use the model's statistics, unless the config gave ``data.mean``/``data.std`` explicitly."""
+        if self._explicit_normalization:
+            return
+        if self.train_set is not None:
+            raise RuntimeError("set_normalization must be called before setup()")
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1], ``(N, C, H, W)`` -> normalised with ``mean``/``std``."""
+        mean = torch.tensor(self.mean, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    # --------------------------------------------------------------- loaders
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set if self.test_set is not None else self.val_set, shuffle=False)
+
+    # --------------------------------------------------------- sample images
+    def sample_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` validation images (normalised, ``(n, C, H, W)``) with their labels.
+
+        The same images every call, so explanations of them can be compared across epochs.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if self.val_set is None:
+            self.setup("fit")
+        assert self.val_set is not None
+        n = min(n, len(self.val_set))  # type: ignore[arg-type]
+        items = [self.val_set[i] for i in range(n)]
+        images = torch.stack([item[0] for item in items])
+        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+        return images, labels
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.mean = tuple(state_dict.get("mean", self.mean))
+        self.std = tuple(state_dict.get("std", self.std))
+
+
+def tensor_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
+    return TensorDataset(images.contiguous(), labels.long())
