@@ -44,7 +44,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.seed = seed
+        self.seed = seed if seed is not None else 0
         self.mean: tuple[float, ...] = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std: tuple[float, ...] = tuple(std) if std is not None else IMAGENET_STD
         self._explicit_normalization = mean is not None and std is not None

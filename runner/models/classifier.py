@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,10 @@ class ImageClassifier(pl.LightningModule):
             raise ValueError(f"model.num_classes must be an int >= 2 (taken from the datamodule), got {num_classes}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"model.scheduler_interval can be epoch or step, got {scheduler_interval!r}")
+        # plain containers only, so checkpoints load with torch.load(weights_only=True)
+        backbone_kwargs = _plain(backbone_kwargs or {})
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
-        kwargs = dict(backbone_kwargs or {})
+        kwargs = dict(backbone_kwargs)
         kwargs.setdefault("in_chans", in_chans)
         if image_size is not None and _accepts_img_size(backbone):
             kwargs.setdefault("img_size", image_size)
@@ -197,6 +199,15 @@ class ImageClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": "val/loss"},
         }
+
+
+def _plain(value: Any) -> Any:
+    """Config containers (e.g. omegaconf's DictConfig) -> plain dicts/lists, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
 
 
 def _accepts_img_size(name: str) -> bool:

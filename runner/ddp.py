@@ -1,0 +1,56 @@
+"""Keep one output directory per job when a multirun job trains with DDP.
+
+Lightning's subprocess DDP launcher starts the other ranks by re-running ``sys.argv`` with
+``hydra.run.dir=<HydraConfig.run.dir>`` appended. Inside a multirun that would re-launch the
+whole sweep, into the single-run directory. Before the Trainer starts we point ``run.dir`` at
+this job's own directory and make ``sys.argv`` this job's single run, so every rank of a job
+writes into that job's directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+__all__ = ["prepare_ddp_subprocess_launch", "global_rank"]
+
+
+def global_rank() -> int:
+    """This process's rank from the environment Lightning/SLURM/torchrun set (0 before DDP starts)."""
+    import os
+
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if var in os.environ:
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                continue
+    return 0
+
+
+def _uses_subprocess_ddp(trainer_cfg: DictConfig) -> bool:
+    strategy: Any = trainer_cfg.get("strategy")
+    name = strategy if isinstance(strategy, str) else str(getattr(strategy, "get", lambda *_: "")("_target_", ""))
+    return "ddp" in name.lower() and "spawn" not in name.lower() and "fork" not in name.lower()
+
+
+def prepare_ddp_subprocess_launch(trainer_cfg: DictConfig) -> None:
+    """Make Lightning's re-launched ranks join this multirun job in its own directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or not _uses_subprocess_ddp(trainer_cfg):
+        return
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    job_dir = hc.runtime.output_dir
+    with read_write(hc), open_dict(hc):
+        hc.run.dir = job_dir
+    sys.argv = [sys.argv[0], *hc.overrides.task, "hydra.mode=RUN"]
+    log.info(f"DDP inside a multirun: other ranks re-run this job alone in {job_dir}")
