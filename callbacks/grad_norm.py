@@ -1,0 +1,101 @@
+"""GradNormMonitor: total and per-layer-group gradient norms after backward."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from torch.optim import Optimizer
+from typing_extensions import override
+
+from callbacks.image_logging import log_scalars
+
+__all__ = ["GradNormMonitor", "grad_norms", "layer_group"]
+
+
+def layer_group(param_name: str, common_prefix: str = "") -> str:
+    """The layer group of a parameter: the first name part after ``common_prefix``.
+
+    ``layer_group("backbone.layer1.0.conv1.weight", "backbone.")`` -> ``"backbone.layer1"``.
+    """
+    rest = param_name[len(common_prefix) :] if param_name.startswith(common_prefix) else param_name
+    return common_prefix + rest.split(".", 1)[0]
+
+
+def grad_norms(
+    named_grads: Iterable[tuple[str, Tensor]], norm_type: float = 2.0, group_of=layer_group
+) -> dict[str, Tensor]:
+    """Gradient norms per group and in total (the norm of all gradients together).
+
+    Args:
+        named_grads: ``(group_or_param_name, grad)`` pairs; ``group_of(name)`` maps a name to its group.
+        norm_type: the p of the p-norm, or ``math.inf`` for the max-norm.
+        group_of: maps a name to its group name.
+
+    Returns:
+        ``{group: norm, ..., "total": norm}`` as float32 scalar tensors (empty without gradients).
+    """
+    by_group: dict[str, list[Tensor]] = defaultdict(list)
+    for name, grad in named_grads:
+        by_group[group_of(name)].append(grad.detach())
+    if not by_group:
+        return {}
+    out: dict[str, Tensor] = {}
+    for group, grads in by_group.items():
+        norms = torch._foreach_norm(grads, norm_type)
+        out[group] = torch.linalg.vector_norm(torch.stack(norms).float(), norm_type)
+    out["total"] = torch.linalg.vector_norm(torch.stack(list(out.values())), norm_type)
+    return out
+
+
+class GradNormMonitor(Callback):
+    """Log the total gradient norm and one norm per layer group every ``log_every_n_steps`` steps.
+
+    Norms are taken in ``on_before_optimizer_step``: after backward (and after gradient
+    accumulation, AMP unscaling and the DDP all-reduce, so every rank holds the same gradients),
+    before gradient clipping and the optimizer step. Rank zero logs ``grad_norm/total`` and
+    ``grad_norm/{group}``, where a group is the first name part below the name prefix all
+    parameters share, e.g. ``backbone.layer1`` ... ``backbone.fc`` for the timm ResNet classifier.
+    Override :meth:`group_name` for other groupings.
+
+    Args:
+        log_every_n_steps: log at every optimizer step divisible by this (counting from 0).
+        norm_type: the p of the p-norm (> 0), or ``"inf"`` for the max-norm.
+    """
+
+    def __init__(self, log_every_n_steps: int = 50, norm_type: float | int | str = 2) -> None:
+        super().__init__()
+        if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
+            raise ValueError(f"`log_every_n_steps` must be an int >= 1, got {log_every_n_steps!r}")
+        try:
+            p = float(norm_type)
+        except (TypeError, ValueError):
+            p = float("nan")
+        if not (p > 0):
+            raise ValueError(f"`norm_type` can be a number > 0 or 'inf', got {norm_type!r}")
+        self.log_every_n_steps = log_every_n_steps
+        self.norm_type = p
+        self._prefix = ""
+
+    def group_name(self, param_name: str) -> str:
+        """The group a parameter's gradient norm counts into; override for other groupings."""
+        return layer_group(param_name, self._prefix)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        names = [n for n, p in pl_module.named_parameters() if p.requires_grad]
+        first = {n.split(".", 1)[0] for n in names}
+        self._prefix = f"{first.pop()}." if len(first) == 1 and all("." in n for n in names) else ""
+
+    @override
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
+        if trainer.global_step % self.log_every_n_steps != 0 or not trainer.is_global_zero:
+            return
+        named = ((n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None)
+        norms = grad_norms(named, self.norm_type, group_of=self.group_name)
+        if norms:
+            log_scalars(trainer, {f"grad_norm/{k}": v for k, v in norms.items()})

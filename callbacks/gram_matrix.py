@@ -1,0 +1,233 @@
+"""GramMatrixCallback: the cosine-similarity matrix of a global batch's features, to spot collapse.
+
+The maths are pure functions (:func:`gram_matrix`, :func:`mean_offdiag`, :func:`effective_rank`,
+:func:`even_indices`), tested without a Trainer; :func:`render_gram` draws the heatmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from callbacks.image_logging import log_image, log_scalars
+
+__all__ = ["GramMatrixCallback", "effective_rank", "even_indices", "gram_matrix", "mean_offdiag", "render_gram"]
+
+
+# --------------------------------------------------------------------------- pure functions
+def gram_matrix(features: Tensor) -> Tensor:
+    """Cosine-similarity matrix of the rows of ``features``.
+
+    Args:
+        features: ``(N, D)`` (or ``(N, ...)``, flattened per sample).
+
+    Returns:
+        ``(N, N)`` float32 matrix with entries in [-1, 1]; an all-zero row has zero similarity
+        to everything (including itself).
+    """
+    if features.ndim < 2:
+        raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
+    x = F.normalize(features.detach().float().reshape(features.shape[0], -1), dim=1)
+    return (x @ x.T).clamp_(-1.0, 1.0)
+
+
+def mean_offdiag(gram: Tensor) -> float:
+    """Mean of the off-diagonal entries of a square matrix (NaN for fewer than 2 rows).
+
+    Near 1 means all samples look alike to the model: representation collapse.
+    """
+    n = gram.shape[0]
+    if n < 2:
+        return float("nan")
+    total = gram.sum() - gram.diagonal().sum()
+    return float(total / (n * (n - 1)))
+
+
+def effective_rank(features: Tensor, normalize: bool = True) -> float:
+    """Effective rank (Roy & Vetterli, 2007): exp of the entropy of the normalised singular values.
+
+    Args:
+        features: ``(N, D)`` (or ``(N, ...)``, flattened per sample).
+        normalize: L2-normalise each row first (as the gram matrix does).
+
+    Returns:
+        A value between 1 (all rows on one line: collapse) and ``min(N, D)``; 0 for all-zero input.
+    """
+    x = features.detach().float().reshape(features.shape[0], -1)
+    if normalize:
+        x = F.normalize(x, dim=1)
+    s = torch.linalg.svdvals(x.double())
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def even_indices(n: int, k: int) -> Tensor:
+    """``min(n, k)`` indices spread evenly over ``range(n)``, first and last included."""
+    if k >= n:
+        return torch.arange(n)
+    if k == 1:
+        return torch.zeros(1, dtype=torch.long)
+    return torch.linspace(0, n - 1, k).round().long().unique()
+
+
+def render_gram(gram: Tensor, title: str = "") -> np.ndarray:
+    """Draw the matrix as a viridis heatmap on the fixed scale [-1, 1], with a colour bar and
+    sample indices on both axes; returns an ``(H, W, 3)`` uint8 array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 4.4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(gram.detach().float().cpu().numpy(), cmap="viridis", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    ax.set_xlabel("sample index")
+    ax.set_ylabel("sample index")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    canvas.draw()
+    return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
+
+
+# --------------------------------------------------------------------------- callback
+class GramMatrixCallback(Callback):
+    """Every ``log_every_n_steps`` optimizer steps, log the cosine-similarity matrix of a batch's features.
+
+    The features are ``outputs[feature_key]`` of ``training_step`` (for the project's
+    ``ImageClassifier``: ``"features"``, the pooled pre-logits ``(B, D)``). They are gathered
+    from all ranks (batches of different sizes are padded for the gather and trimmed), so the
+    matrix covers the global batch in rank order; more than ``max_samples`` rows are thinned to
+    ``max_samples`` evenly spaced ones (so every rank stays represented), L2-normalised, and
+    rank zero logs:
+
+    - ``gram_matrix``: the heatmap (viridis, fixed scale -1 to 1, colour bar, sample indices);
+    - ``gram_matrix/mean_offdiag``: mean cosine similarity between different samples (towards 1:
+      collapse);
+    - ``gram_matrix/effective_rank``: :func:`effective_rank` of the normalised features (towards
+      1: collapse);
+    - ``gram_matrix/num_samples``: how many samples the matrix covers.
+
+    It never interrupts training: a missing key, a non-dict output or a bad shape logs one
+    warning naming what is available and is skipped. Tensors are freed after use.
+
+    Args:
+        log_every_n_steps: log when ``trainer.global_step`` is a positive multiple of this.
+        feature_key: the key of the ``training_step`` output dict holding ``(B, D)`` features.
+        max_samples: the largest matrix side (>= 2).
+    """
+
+    def __init__(self, log_every_n_steps: int = 100, feature_key: str = "features", max_samples: int = 128) -> None:
+        super().__init__()
+        if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
+            raise ValueError(f"`log_every_n_steps` must be an int >= 1, got {log_every_n_steps!r}")
+        if not isinstance(feature_key, str) or not feature_key:
+            raise ValueError(f"`feature_key` must be a key of the training_step output dict, got {feature_key!r}")
+        if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 2:
+            raise ValueError(f"`max_samples` must be an int >= 2, got {max_samples!r}")
+        self.log_every_n_steps = log_every_n_steps
+        self.feature_key = feature_key
+        self.max_samples = max_samples
+        self._last_logged_step = -1
+        self._warned = False
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(feature_key=self.feature_key)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step == 0 or step % self.log_every_n_steps != 0 or step == self._last_logged_step:
+            return
+        self._last_logged_step = step
+        features = self._features(outputs)
+        if features is None:
+            return
+        features = _gather_rows(trainer, features.detach().reshape(features.shape[0], -1))
+        if not trainer.is_global_zero:
+            del features
+            return
+        n_total = features.shape[0]
+        features = features[even_indices(n_total, self.max_samples).to(features.device)].float()
+        gram = gram_matrix(features)
+        scalars = {
+            "gram_matrix/mean_offdiag": mean_offdiag(gram),
+            "gram_matrix/effective_rank": effective_rank(features),
+            "gram_matrix/num_samples": float(features.shape[0]),
+        }
+        title = (
+            f"step {step}: {features.shape[0]} of {n_total} samples, {trainer.world_size} rank(s); "
+            f"mean off-diag {scalars['gram_matrix/mean_offdiag']:.3f}"
+        )
+        image = render_gram(gram, title)
+        del features, gram
+        log_scalars(trainer, scalars, step=step)
+        log_image(trainer, "gram_matrix", image, step=step)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_logged_step": self._last_logged_step}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
+
+    def _features(self, outputs: Any) -> Tensor | None:
+        if not isinstance(outputs, Mapping):
+            self._warn_once(
+                f"GramMatrixCallback: training_step returned {type(outputs).__name__}, not a dict with "
+                f"{self.feature_key!r}; skipping (return a dict from training_step, or set feature_key)."
+            )
+            return None
+        if self.feature_key not in outputs:
+            self._warn_once(
+                f"GramMatrixCallback: training_step outputs have no {self.feature_key!r}; available keys: "
+                f"{', '.join(map(str, outputs.keys())) or 'none'}; skipping (set callbacks.gram_matrix.feature_key)."
+            )
+            return None
+        value = outputs[self.feature_key]
+        if not isinstance(value, Tensor) or value.ndim < 2 or not value.is_floating_point() or value.shape[0] < 1:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            self._warn_once(
+                f"GramMatrixCallback: outputs[{self.feature_key!r}] must be a float tensor (B, D), got {shape}; "
+                f"skipping. Available keys: {', '.join(map(str, outputs.keys()))}."
+            )
+            return None
+        return value
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            rank_zero_warn(message)
+
+
+def _gather_rows(trainer: pl.Trainer, x: Tensor) -> Tensor:
+    """Concatenate ``x`` (N_r, D) of every rank in rank order; ranks may hold different N_r."""
+    if trainer.world_size <= 1:
+        return x
+    strategy = trainer.strategy
+    size = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    sizes = strategy.all_gather(size).reshape(-1).tolist()
+    longest = max(sizes)
+    padded = x.new_zeros((longest, *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    gathered = strategy.all_gather(padded)  # (world, longest, D)
+    return torch.cat([gathered[r, : sizes[r]] for r in range(len(sizes))])
+
