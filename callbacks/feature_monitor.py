@@ -129,7 +129,7 @@ class FeatureMonitorCallback(Callback):
     (``count``, ``sum``, ``sum_sq``, ``zeros``, ``max``), so memory is O(layers) whatever the
     number of batches. At the epoch's end the sums are reduced across ranks (sums added, maxima
     maxed), so the logged values equal those of one process seeing all ranks' batches, and rank
-    zero logs them at the epoch's last global step. ``sparsity`` is the fraction of activations
+    zero logs them at step ``trainer.global_step``. ``sparsity`` is the fraction of activations
     exactly zero (e.g. after a ReLU).
 
     Layer names are ``named_modules()`` names, checked at ``setup``; a wrong one fails with the
