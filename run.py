@@ -3,16 +3,29 @@
 Nothing heavy is imported before Hydra has parsed the command line, so ``--help`` is instant.
 """
 
-import hydra
-from omegaconf import DictConfig
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    from runner.train import run
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig
 
-    return run(cfg)
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+    def _main(cfg: DictConfig) -> float | None:
+        from runner.train import run
+
+        return run(cfg)
+
+    _main()
 
 
 if __name__ == "__main__":
-    main()
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        from runner.cli_help import help_text
+
+        print(help_text(CONF_DIR))
+    else:
+        main()

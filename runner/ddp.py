@@ -9,21 +9,29 @@ writes into that job's directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_ddp_subprocess_launch", "global_rank"]
+__all__ = ["prepare_ddp_subprocess_launch", "global_rank", "isolated_distributed_state"]
+
+# Variables Lightning and torch.distributed set in the launching process; a later job of the
+# same multirun must not see them (LOCAL_RANK makes Lightning think the ranks already exist).
+_DISTRIBUTED_ENV = (
+    "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK",
+    "LOCAL_WORLD_SIZE", "GROUP_RANK", "PL_GLOBAL_SEED", "PL_SEED_WORKERS",
+)
 
 
 def global_rank() -> int:
     """This process's rank from the environment Lightning/SLURM/torchrun set (0 before DDP starts)."""
-    import os
-
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if var in os.environ:
             try:
@@ -31,6 +39,24 @@ def global_rank() -> int:
             except ValueError:
                 continue
     return 0
+
+
+@contextlib.contextmanager
+def isolated_distributed_state() -> Iterator[None]:
+    """Run a job, then tear down its process group and restore the distributed env variables."""
+    before = {k: os.environ.get(k) for k in _DISTRIBUTED_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _uses_subprocess_ddp(trainer_cfg: DictConfig) -> bool:

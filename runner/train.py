@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.checks import check_config, resolve_ckpt_path
 from runner.config_tree import print_config_tree
-from runner.ddp import global_rank, prepare_ddp_subprocess_launch
+from runner.ddp import global_rank, isolated_distributed_state, prepare_ddp_subprocess_launch
 from runner.errors import full_error_requested, short_message
 from runner.hparams import log_hyperparameters
 from runner.instantiate import instantiate_callbacks, instantiate_loggers
@@ -183,11 +183,18 @@ def run(cfg: DictConfig) -> float | None:
     progress = TrainResult()
     start = time.time()
     try:
-        result = train(cfg, output_dir, progress)
+        if multirun and rank == 0:
+            with isolated_distributed_state():
+                result = train(cfg, output_dir, progress)
+        else:
+            result = train(cfg, output_dir, progress)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, then handled below
-        if rank != 0:
-            raise
         message = short_message(exc)
+        if rank != 0:  # rank 0 reports and cleans up; the others only say why they stopped
+            if full_error_requested():
+                raise
+            print(f"Error on rank {rank}: {message}", file=sys.stderr)
+            sys.exit(1)
         log.error(f"Run failed: {message}")
         log.debug("".join(traceback.format_exception(exc)))
         if full_error_requested() and not multirun:
