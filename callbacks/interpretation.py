@@ -316,7 +316,8 @@ class InterpretationCallback(Callback):
         """Build the explainer (called once at ``setup``); override to use another one."""
         import interpret
 
-        return interpret.get_explainer(self.method, pl_module, target_layer=self.target_layer)
+        kwargs = {} if self.target_layer is None else {"target_layer": self.target_layer}
+        return interpret.get_explainer(self.method, pl_module, **kwargs)
 
     def select_samples(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor | None]:
         """The ``(images, labels)`` to explain now; default: the fixed set resolved at ``setup``."""

@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # `import cb_helpers`, also in DDP spawn children
-
 REPO = Path(__file__).resolve().parents[2]
+# `import cb_helpers`, also in DDP spawn children. The repository root goes on sys.path too: with
+# tests/ on sys.path (pytest's prepend mode puts it there for tests/conftest.py), the folder
+# tests/callbacks would otherwise shadow the `callbacks` package as a namespace package, because
+# the editable install finds packages through a meta-path finder consulted after sys.path.
+for _path in (str(Path(__file__).parent), str(REPO)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 @pytest.fixture(autouse=True)

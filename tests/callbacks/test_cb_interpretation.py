@@ -1,0 +1,249 @@
+"""InterpretationCallback in real fits: schedule, samples, model safety, extension points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from cb_helpers import RaiseAt, TinyData, TinyNet, count_hooks
+from PIL import Image
+
+from callbacks import InterpretationCallback
+
+
+def pngs(root: Path, key: str) -> list[str]:
+    return sorted(p.name for p in (root / "images" / key).glob("*.png"))
+
+
+def classifier(**kwargs: Any):
+    from runner.models.classifier import ImageClassifier
+
+    return ImageClassifier(backbone="resnet18", num_classes=10, image_size=32, **kwargs)
+
+
+def digits(batch_size: int = 32):
+    from runner.data import DigitsDataModule
+
+    return DigitsDataModule(batch_size=batch_size, image_size=32, seed=0)
+
+
+@pytest.mark.slow
+def test_grid_logged_per_epochs_and_at_the_end_with_captions(trainer_factory, tmp_path: Path) -> None:
+    cb = InterpretationCallback(log_every_n_epochs=2, num_samples=6, target_layer="backbone.layer3")
+    trainer = trainer_factory([cb], max_epochs=3, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(classifier(), digits())
+    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000004.png", "step_000006.png"]  # epoch 2, end
+    grid = np.asarray(Image.open(tmp_path / "images" / "interpretation" / "gradcam" / "step_000004.png"))
+    assert grid.shape[1] >= 4 * 128 and grid.shape[0] >= 2 * 128  # 6 tiles of >= 128 px, 4 per row
+    assert cb.images.shape == (6, 3, 32, 32) and cb.labels.tolist() == digits().sample_images(6)[1].tolist()
+    assert cb.num_logged == 2 and cb.num_failed == 0
+    assert cb.state_dict() == {"last_logged_step": 6, "num_logged": 2}
+
+
+class RandomnessHungry(InterpretationCallback):
+    """An explainer that draws from every global RNG: the callback must restore them all."""
+
+    def create_explainer(self, pl_module):
+        import random
+
+        base = super().create_explainer(pl_module)
+
+        class Hungry:
+            def explain(self, images, target_class=None):
+                torch.rand(100), np.random.rand(100), random.random()
+                return base.explain(images, target_class)
+
+        return Hungry()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["resnet18-batchnorm-dropout", "rng-hungry-explainer"])
+def test_training_is_bit_identical_with_and_without_it(trainer_factory, case: str) -> None:
+    """Explained after every step (also mid-epoch): same weights and BN statistics to the bit."""
+
+    def fit(with_callback: bool) -> dict[str, torch.Tensor]:
+        pl.seed_everything(123, workers=True)
+        if case == "resnet18-batchnorm-dropout":
+            model, data = classifier(backbone_kwargs={"drop_rate": 0.3}), digits(batch_size=16)
+            cbs = [InterpretationCallback(log_every_n_steps=1, num_samples=3)] if with_callback else []
+        else:
+            model, data = TinyNet(dropout=0.5), TinyData(n=64)
+            cbs = [RandomnessHungry(log_every_n_steps=1, num_samples=3)] if with_callback else []
+        trainer = trainer_factory(cbs, logger="none", max_epochs=2, limit_train_batches=2, limit_val_batches=1,
+                                  deterministic=True)
+        trainer.fit(model, data)
+        if with_callback:
+            assert cbs[0].num_logged == 4 and cbs[0].num_failed == 0
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    without, with_ = fit(False), fit(True)
+    assert without.keys() == with_.keys()
+    for key in without:
+        assert torch.equal(without[key], with_[key]), key
+
+
+def test_model_state_and_hooks_untouched_by_a_call(trainer_factory) -> None:
+    model, data = TinyNet(dropout=0.5), TinyData(n=32)
+    cb = InterpretationCallback(num_samples=4)
+    trainer = trainer_factory([cb], limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(model, data)
+    model.train()
+    model.conv1.weight.grad = grad = torch.ones_like(model.conv1.weight)
+    model.head.weight.grad = None
+    model.head.weight.requires_grad_(False)
+    hooks, rng = count_hooks(model), torch.get_rng_state()
+    assert cb.log_interpretation(trainer, model) is not None
+    assert model.training and all(m.training for m in model.modules())
+    assert model.conv1.weight.grad is grad and model.head.weight.grad is None
+    assert not model.head.weight.requires_grad and model.conv1.weight.requires_grad
+    assert count_hooks(model) == hooks == 0
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_hooks_gone_after_an_exception_during_training(trainer_factory) -> None:
+    model = TinyNet()
+    cb = InterpretationCallback(log_every_n_steps=1, num_samples=2)
+    trainer = trainer_factory([cb, RaiseAt(at_batch=2)], limit_train_batches=4, limit_val_batches=0)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(model, TinyData(n=64))
+    assert cb.num_logged == 2 and count_hooks(model) == 0
+
+
+def write_pngs(folder: Path, count: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        rgb = np.zeros((20, 24, 3), np.uint8)
+        rgb[:, : 2 * (i + 1)] = 255
+        Image.fromarray(rgb).save(folder / f"img{i}.png")
+        names.append(f"samples/img{i}.png")
+    return names
+
+
+def test_relative_paths_are_loaded_resized_normalised_and_thinned(trainer_factory, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = write_pngs(tmp_path / "samples", 5)
+    cb = InterpretationCallback(sample_images=names, sample_labels=[0, 1, 2, 3, 4], num_samples=3)
+    trainer = trainer_factory([cb], limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(TinyNet(), TinyData(n=16, image_size=16))
+    assert cb.images.shape == (3, 3, 16, 16)
+    assert cb.labels.tolist() == [0, 2, 4]  # evenly thinned, deterministic
+    # normalised with the datamodule's mean/std (0.5, 0.25): white -> 2, black -> -2
+    assert cb.images.max().item() == pytest.approx(2.0) and cb.images.min().item() == pytest.approx(-2.0)
+    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000001.png"]
+
+
+def test_missing_or_broken_sample_paths_fail_at_setup_with_the_path(trainer_factory, tmp_path) -> None:
+    model, data = TinyNet(), TinyData(n=16)
+    cb = InterpretationCallback(sample_images=[str(tmp_path / "nope.png")])
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        trainer_factory([cb], limit_train_batches=1).fit(model, data)
+    (tmp_path / "notes.png").write_text("not an image")
+    cb = InterpretationCallback(sample_images=[str(tmp_path / "notes.png")])
+    trainer = trainer_factory([cb], limit_train_batches=1)
+    with pytest.raises(ValueError, match="notes.png.*not a readable image"):
+        trainer.fit(model, data)
+    assert trainer.global_step == 0
+
+
+def test_pil_images_and_tensor_lists(trainer_factory) -> None:
+    pil = [Image.new("RGB", (40, 30), (255, 255, 255)), Image.new("L", (8, 8))]
+    cb_pil = InterpretationCallback(sample_images=pil, prefix="pil")
+    tensors = [torch.randn(3, 16, 16), torch.randn(3, 16, 16)]
+    cb_tensor = InterpretationCallback(sample_images=tensors, sample_labels=torch.tensor([1, 2]), prefix="tensor")
+    trainer = trainer_factory([cb_pil, cb_tensor], limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(TinyNet(), TinyData(n=16))
+    assert cb_pil.images.shape == (2, 3, 16, 16) and cb_pil.labels is None
+    assert torch.equal(cb_tensor.images, torch.stack(tensors))
+    assert cb_pil.num_logged == cb_tensor.num_logged == 1
+
+
+def test_instances_side_by_side_with_different_prefixes_and_methods(trainer_factory, tmp_path) -> None:
+    cbs = [
+        InterpretationCallback(method="gradcam", num_samples=2),
+        InterpretationCallback(method="gradcam++", num_samples=2, prefix="interp2"),
+        InterpretationCallback(method="integrated_gradients", num_samples=2, prefix="interp2"),
+    ]
+    trainer_factory(cbs, limit_train_batches=1, limit_val_batches=0).fit(TinyNet(), TinyData(n=16))
+    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000001.png"]
+    assert pngs(tmp_path, "interp2/gradcam++") == ["step_000001.png"]
+    assert pngs(tmp_path, "interp2/integrated_gradients") == ["step_000001.png"]
+
+
+class FromValidation(InterpretationCallback):
+    """Explains from a validation hook, where Lightning runs under inference mode."""
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert torch.is_inference_mode_enabled() or not torch.is_grad_enabled()
+        self.path = self.log_interpretation(trainer, pl_module)
+
+
+def test_works_from_a_validation_hook(trainer_factory, tmp_path) -> None:
+    cb = FromValidation(num_samples=2, log_every_n_epochs=None, prefix="val")
+    trainer = trainer_factory([cb], limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(TinyNet(), TinyData(n=16))
+    assert cb.path is not None and cb.path.exists()
+    assert cb.num_failed == 0
+
+
+class HardestExamples(InterpretationCallback):
+    """The documented extension points: other samples every call, and another explainer."""
+
+    calls = 0
+
+    def select_samples(self, trainer, pl_module):
+        images, labels = trainer.datamodule.sample_images(16)
+        with torch.no_grad():
+            loss = torch.nn.functional.cross_entropy(pl_module(images), labels, reduction="none")
+        hardest = loss.topk(self.num_samples).indices
+        self.chosen = labels[hardest]
+        return images[hardest], labels[hardest]
+
+    def create_explainer(self, pl_module):
+        parent = self
+
+        class Constant:
+            def explain(self, images, target_class=None):
+                parent.calls += 1
+                return torch.full((images.shape[0], *images.shape[-2:]), 0.5)
+
+        return Constant()
+
+
+def test_subclass_swaps_samples_and_explainer(trainer_factory, tmp_path) -> None:
+    cb = HardestExamples(num_samples=3, log_every_n_steps=1)
+    trainer_factory([cb], limit_train_batches=2, limit_val_batches=0).fit(TinyNet(), TinyData(n=32))
+    assert cb.calls == 2 and cb.num_logged == 2 and len(cb.chosen) == 3
+    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000001.png", "step_000002.png"]
+
+
+def test_unknown_method_or_layer_fail_at_setup(trainer_factory) -> None:
+    with pytest.raises(ValueError, match="unknown method 'gradcan'.*gradcam"):
+        trainer_factory([InterpretationCallback(method="gradcan")]).fit(TinyNet(), TinyData(n=16))
+    with pytest.raises(ValueError, match="conv3"):
+        trainer_factory([InterpretationCallback(target_layer="conv3")]).fit(TinyNet(), TinyData(n=16))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"colormap": "viridiss"}, "colormap.*Closest: viridis"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"num_samples": 0}, "num_samples"),
+        ({"log_every_n_steps": 0}, "log_every_n_steps"),
+        ({"prefix": "/"}, "prefix"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        InterpretationCallback(**kwargs)
+
+
+def test_needs_a_datamodule_or_images(trainer_factory) -> None:
+    data = TinyData(n=16)
+    with pytest.raises(ValueError, match="sample_images=None.*datamodule"):
+        trainer_factory([InterpretationCallback()], limit_train_batches=1).fit(TinyNet(), data.train_dataloader())
