@@ -99,7 +99,16 @@ class TinyData(pl.LightningDataModule):
         self.num_classes = 10
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.images, self.labels), batch_size=self.batch_size, shuffle=False)
+        """In order; under DDP rank r takes samples r, r + world, ... itself (for tests that compare
+        with one process: use ``Trainer(use_distributed_sampler=False)``; Lightning's own
+        distributed sampler would shuffle)."""
+        dataset = TensorDataset(self.images, self.labels)
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self.images[:64], self.labels[:64]), batch_size=self.batch_size)
@@ -147,6 +156,7 @@ class DumpState(Callback):
             "run_failed": any(bool(getattr(cb, "run_failed", False)) for cb in trainer.callbacks),
             "hooks": count_hooks(pl_module),
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+            "num_logged": {type(cb).__name__: cb.num_logged for cb in trainer.callbacks if hasattr(cb, "num_logged")},
         }
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(info))
