@@ -247,3 +247,36 @@ def test_needs_a_datamodule_or_images(trainer_factory) -> None:
     data = TinyData(n=16)
     with pytest.raises(ValueError, match="sample_images=None.*datamodule"):
         trainer_factory([InterpretationCallback()], limit_train_batches=1).fit(TinyNet(), data.train_dataloader())
+
+
+def test_resume_continues_the_logging_schedule(trainer_factory, tmp_path) -> None:
+    """state_dict/load_state_dict through a real checkpoint: counters and last logged steps come back."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from callbacks import FeatureMonitorCallback, GramMatrixCallback
+
+    def callbacks():
+        return [
+            InterpretationCallback(log_every_n_steps=3, num_samples=2),
+            GramMatrixCallback(log_every_n_steps=3),
+            FeatureMonitorCallback("act1", num_batches=1),
+            ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_last=True),
+        ]
+
+    first = callbacks()
+    trainer_factory(first, max_epochs=1, limit_train_batches=4, limit_val_batches=0, enable_checkpointing=True).fit(
+        TinyNet(), TinyData(n=64)
+    )
+    assert first[0].num_logged == 2  # step 3 and the end (step 4)
+    resumed = callbacks()
+    trainer = trainer_factory(resumed, max_epochs=2, limit_train_batches=4, limit_val_batches=0, enable_checkpointing=True)
+    trainer.fit(TinyNet(), TinyData(n=64), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    # the checkpoint was written at the end of epoch 0, after step 3's grid but before the
+    # end-of-training one: 1 restored + step 6 + the end (step 8)
+    assert resumed[0].num_logged == 3
+    assert resumed[0].state_dict()["last_logged_step"] == 8
+    assert resumed[1].state_dict() == {"last_logged_step": 6}
+    assert resumed[2].state_dict() == {"last_logged_epoch": 1}
+    assert pngs(tmp_path, "interpretation/gradcam") == [
+        "step_000003.png", "step_000004.png", "step_000006.png", "step_000008.png"
+    ]
