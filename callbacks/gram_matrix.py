@@ -7,6 +7,7 @@ The maths are pure functions (:func:`gram_matrix`, :func:`mean_offdiag`, :func:`
 from __future__ import annotations
 
 from collections.abc import Mapping
+import functools
 from typing import Any
 
 import lightning.pytorch as pl
@@ -15,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image, ImageDraw
 from torch import Tensor
 from typing_extensions import override
 
-from callbacks.image_logging import log_image, log_scalars
+from callbacks.image_logging import load_font, log_image, log_scalars
 
 __all__ = ["GramMatrixCallback", "effective_rank", "even_indices", "gram_matrix", "mean_offdiag", "render_gram"]
 
@@ -83,24 +85,78 @@ def even_indices(n: int, k: int) -> Tensor:
     return torch.linspace(0, n - 1, k).round().long().unique()
 
 
-def render_gram(gram: Tensor, title: str = "") -> np.ndarray:
-    """Draw the matrix as a viridis heatmap on the fixed scale [-1, 1], with a colour bar and
-    sample indices on both axes; returns an ``(H, W, 3)`` uint8 array."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def render_gram(gram: Tensor, title: str = "", colormap: str = "viridis") -> np.ndarray:
+    """Draw the matrix as a heatmap on the fixed scale [-1, 1], with a colour bar and sample
+    indices on both axes; returns an ``(H, W, 3)`` uint8 array.
 
-    fig = Figure(figsize=(5.2, 4.4), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(gram.detach().float().cpu().numpy(), cmap="viridis", vmin=-1.0, vmax=1.0, interpolation="nearest")
-    fig.colorbar(im, ax=ax, label="cosine similarity")
-    ax.set_xlabel("sample index")
-    ax.set_ylabel("sample index")
+    Drawn with numpy and PIL (a few milliseconds; matplotlib takes ~0.2 s for the same figure),
+    with matplotlib's colour table.
+    """
+    g = gram.detach().float().cpu().clamp(-1.0, 1.0).numpy()
+    n = g.shape[0]
+    cell = max(1, 384 // max(n, 1))
+    side = n * cell
+    lut = _colour_table(colormap)
+    rgb = lut[np.round((g + 1.0) * 127.5).astype(np.int64)]
+    rgb = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+
+    font = load_font(11)
+    left, top, bottom, bar_w, gap, right = 58, 26 if title else 10, 44, 16, 14, 76
+    width, height = left + side + gap + bar_w + right, top + side + bottom
+    canvas = Image.new("RGB", (width, height), "white")
+    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb)), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    black = (0, 0, 0)
+    draw.rectangle([left - 1, top - 1, left + side, top + side], outline=black)
+    for i in _ticks(n):
+        pos = int((i + 0.5) * cell)
+        draw.line([left + pos, top + side, left + pos, top + side + 4], fill=black)  # x axis
+        draw.text((left + pos, top + side + 6), str(i), fill=black, font=font, anchor="mt")
+        draw.line([left - 5, top + pos, left - 1, top + pos], fill=black)  # y axis
+        draw.text((left - 7, top + pos), str(i), fill=black, font=font, anchor="rm")
+    draw.text((left + side // 2, height - 4), "sample index", fill=black, font=font, anchor="md")
+    _vertical_text(canvas, "sample index", (4, top + side // 2), font)
+    # colour bar: top is +1, bottom is -1
+    bar_x = left + side + gap
+    column = lut[np.linspace(255, 0, side).round().astype(np.int64)]
+    canvas.paste(Image.fromarray(np.ascontiguousarray(np.repeat(column[:, None], bar_w, axis=1))), (bar_x, top))
+    draw.rectangle([bar_x - 1, top - 1, bar_x + bar_w, top + side], outline=black)
+    for value in (1.0, 0.5, 0.0, -0.5, -1.0):
+        y = top + int(round((1.0 - value) / 2.0 * (side - 1)))
+        draw.line([bar_x + bar_w, y, bar_x + bar_w + 4, y], fill=black)
+        draw.text((bar_x + bar_w + 6, y), f"{value:g}", fill=black, font=font, anchor="lm")
+    _vertical_text(canvas, "cosine similarity", (bar_x + bar_w + 40, top + side // 2), font)
     if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    canvas.draw()
-    return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
+        draw.text((left, 6), title, fill=black, font=font)
+    return np.asarray(canvas)
+
+
+@functools.lru_cache(maxsize=8)
+def _colour_table(colormap: str) -> np.ndarray:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[colormap]
+    return np.round(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def _ticks(n: int) -> list[int]:
+    """Sample indices to label: multiples of a round step, about 5 of them, plus the last."""
+    if n <= 1:
+        return [0]
+    step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if n / s <= 6) if n <= 6000 else n // 5
+    ticks = list(range(0, n, step))
+    if n - 1 - ticks[-1] >= step / 2:
+        ticks.append(n - 1)
+    return ticks
+
+
+def _vertical_text(canvas: Image.Image, text: str, center: tuple[int, int], font: Any) -> None:
+    """Paste ``text`` rotated by 90 degrees, centred at ``center`` (x of its left edge, y centre)."""
+    box = font.getbbox(text)
+    label = Image.new("RGB", (box[2] + 2, box[3] + 2), "white")
+    ImageDraw.Draw(label).text((1, 1), text, fill=(0, 0, 0), font=font)
+    label = label.rotate(90, expand=True)
+    canvas.paste(label, (center[0], center[1] - label.height // 2))
 
 
 # --------------------------------------------------------------------------- callback

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["image_path", "log_image", "log_scalars", "to_uint8_hwc"]
+__all__ = ["image_path", "load_font", "log_image", "log_scalars", "to_uint8_hwc"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,16 @@ def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float | torch.Tensor]
     step = int(trainer.global_step if step is None else step)
     for logger in trainer.loggers:
         logger.log_metrics(values, step=step)
+
+
+def load_font(size: int) -> Any:
+    """PIL's built-in font at ``size`` pixels (a bitmap font on Pillow < 10.1)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
 
 
 # ----------------------------------------------------------------------------- helpers

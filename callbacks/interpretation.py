@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
 from typing_extensions import override
 
-from callbacks.image_logging import log_image, to_uint8_hwc
+from callbacks.image_logging import load_font, log_image, to_uint8_hwc
 
 __all__ = ["InterpretationCallback", "load_image_files", "preserved_state", "render_grid"]
 
@@ -131,7 +131,7 @@ def render_grid(tiles: Sequence[np.ndarray], captions: Sequence[Sequence[str]], 
     h, w = tiles[0].shape[:2]
     scale = max(1, math.ceil(_TILE_MIN / max(1, min(h, w))))
     th, tw = h * scale, w * scale
-    font = _font(11)
+    font = load_font(11)
     line_h = 14
     n_lines = max(len(c) for c in captions) if captions else 0
     pad = 6
@@ -154,13 +154,6 @@ def render_grid(tiles: Sequence[np.ndarray], captions: Sequence[Sequence[str]], 
         for j, line in enumerate(captions[i] if i < len(captions) else []):
             draw.text((x0, y0 + th + 1 + j * line_h), line, fill=color, font=font)
     return np.asarray(canvas)
-
-
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
 
 
 def _original_cwd() -> Path:
