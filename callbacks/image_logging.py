@@ -116,7 +116,7 @@ def log_image(
     array = to_uint8_hwc(image)
     path = image_path(trainer, key, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    Image.fromarray(array).save(path, compress_level=1)  # fast; these are previews
 
     for logger in trainer.loggers:
         try:

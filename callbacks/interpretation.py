@@ -292,6 +292,8 @@ class InterpretationCallback(Callback):
         self.image_size: tuple[int, int] | None = None
         self.num_logged = 0
         self.num_failed = 0
+        #: ``(predicted classes, confidences)`` of the last call
+        self.last_predictions: tuple[Tensor, Tensor] | None = None
         self._last_logged_step = -1
 
     @property
@@ -398,12 +400,29 @@ class InterpretationCallback(Callback):
         images = images[: self.num_samples] if images.shape[0] > self.num_samples else images
         with preserved_state(pl_module), torch.inference_mode(False), torch.enable_grad():
             x = images.detach().to(device=pl_module.device, dtype=_param_dtype(pl_module), copy=True)
-            with torch.no_grad():
-                probs = pl_module(x).float().softmax(dim=-1)
-            confidence, predicted = probs.max(dim=-1)
-            heatmaps = self.explainer.explain(x, target_class=predicted)
+            # The explainer runs the model on these very images to find the predicted class:
+            # keep those logits instead of paying for another forward pass.
+            seen: list[Tensor] = []
+
+            def keep_logits(module: nn.Module, args: Any, output: Any) -> None:
+                if not seen and args and isinstance(args[0], Tensor) and isinstance(output, Tensor):
+                    if args[0].shape == x.shape and torch.equal(args[0].detach(), x):
+                        seen.append(output.detach())
+
+            handle = pl_module.register_forward_hook(keep_logits)
+            try:
+                heatmaps = self.explainer.explain(x, target_class=None)  # None: the predicted class
+            finally:
+                handle.remove()
+            if seen:
+                logits = seen[0]
+            else:
+                with torch.no_grad():
+                    logits = pl_module(x)
+            confidence, predicted = logits.float().softmax(dim=-1).max(dim=-1)
             heatmaps = heatmaps.detach().float().cpu()
-            del x, probs
+            del x, logits, seen
+        self.last_predictions = (predicted.cpu(), confidence.cpu())
         grid, caption = self._render(images.cpu(), heatmaps, labels, predicted.cpu(), confidence.cpu(), trainer)
         path = log_image(trainer, self.key, grid, step=trainer.global_step, caption=caption)
         self.num_logged += 1

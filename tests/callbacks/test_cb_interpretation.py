@@ -280,3 +280,24 @@ def test_resume_continues_the_logging_schedule(trainer_factory, tmp_path) -> Non
     assert pngs(tmp_path, "interpretation/gradcam") == [
         "step_000003.png", "step_000004.png", "step_000006.png", "step_000008.png"
     ]
+
+
+def test_one_forward_pass_for_gradcam_and_right_predictions(trainer_factory) -> None:
+    """The explainer's own forward gives the captions' predictions: no second forward pass."""
+    model, data = TinyNet(), TinyData(n=32)
+    cb = InterpretationCallback(num_samples=5, log_every_n_epochs=None)
+    trainer = trainer_factory([cb], limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(model, data)
+    calls = []
+    handle = model.register_forward_hook(lambda m, a, o: calls.append(1))
+    try:
+        cb.log_interpretation(trainer, model)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    model.eval()
+    with torch.no_grad():
+        probs = model(cb.images).softmax(-1)
+    predicted, confidence = cb.last_predictions
+    assert torch.equal(predicted, probs.argmax(-1))
+    torch.testing.assert_close(confidence, probs.max(-1).values)

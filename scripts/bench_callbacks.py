@@ -1,0 +1,225 @@
+"""What the training callbacks cost, measured in one run and printed as ratios.
+
+1. Training throughput of the same seeded fit (timm resnet18 on the digits data) without
+   callbacks, with ``FeatureMonitorCallback`` on 3 layers (``num_batches=10``) and with
+   ``GramMatrixCallback`` every 100 steps. Rounds are interleaved and the median is kept. Since
+   a shared machine makes wall-clock differences of 1-2% noisy, the time spent inside each
+   callback (its Lightning hooks and forward hooks, timed directly) is also shown as a share of
+   the training time: that figure is what the targets (<= 2% and <= 1%) are checked against.
+2. One ``InterpretationCallback`` GradCAM call with 8 samples (predict, explain, overlay, grid,
+   PNG) against one forward+backward of the same 8 images (train mode, weight gradients: what 8
+   training samples cost), and against 8 single-image forward+backward passes. Target <= 1.5x.
+
+Usage::
+
+    python scripts/bench_callbacks.py            # ~5-10 minutes on 2 CPU cores
+    python scripts/bench_callbacks.py --quick    # fewer steps and rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+
+from callbacks import FeatureMonitorCallback, GramMatrixCallback, InterpretationCallback  # noqa: E402
+from runner.data import DigitsDataModule  # noqa: E402
+from runner.models.classifier import ImageClassifier  # noqa: E402
+
+LAYERS = ["backbone.layer2", "backbone.layer3", "backbone.layer4"]
+HOOKS = ("setup", "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end", "on_train_epoch_end")
+
+
+class TrainTimer(Callback):
+    """Wall time from the start to the end of the training loop (no setup, no teardown)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self.start
+        self.steps = trainer.global_step
+
+
+def timed(callback: Callback, extra: tuple[str, ...] = ()) -> Callback:
+    """Wrap the callback's hooks (and ``extra`` methods) to add up the time spent inside them."""
+    callback.bench_seconds = 0.0
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                callback.bench_seconds += time.perf_counter() - start
+
+        return inner
+
+    for name in HOOKS + extra:
+        if name != "setup":
+            setattr(callback, name, wrap(getattr(callback, name)))
+    return callback
+
+
+def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, int]:
+    """One seeded fit; returns (train seconds, seconds inside the callback, steps)."""
+    pl.seed_everything(0, verbose=False)
+    model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=image_size)
+    data = DigitsDataModule(batch_size=batch_size, image_size=image_size, seed=0)
+    extra: list[Callback] = []
+    if kind == "feature_monitor":
+        extra = [timed(FeatureMonitorCallback(LAYERS, log_every_n_epochs=1, num_batches=10), ("batch_statistics",))]
+    elif kind == "gram_matrix":
+        extra = [timed(GramMatrixCallback(log_every_n_steps=100))]
+    timer = TrainTimer()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=pl.loggers.CSVLogger(str(root), name=kind),
+        default_root_dir=str(root / kind),
+        callbacks=[timer, *extra],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=50,
+    )
+    trainer.fit(model, data)
+    inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
+    return timer.seconds, inside, timer.steps
+
+
+def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
+    kinds = ["baseline", "feature_monitor", "gram_matrix"]
+    print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
+          f"{args.steps} steps, {args.rounds} interleaved rounds ==")
+    fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    for r in range(args.rounds):
+        for kind in kinds:
+            seconds, inside, steps = fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}")
+            results[kind].append((seconds, inside))
+            print(f"  round {r + 1} {kind:16s} {steps / seconds:7.2f} steps/s  (in callback {inside:.3f} s)")
+    base = statistics.median(s for s, _ in results["baseline"])
+    targets = {"feature_monitor": 0.02, "gram_matrix": 0.01}
+    labels = {
+        "feature_monitor": "FeatureMonitor, 3 layers, num_batches=10",
+        "gram_matrix": "GramMatrix every 100 steps",
+    }
+    ok = []
+    print(f"\n  {'callback':42s} {'throughput vs none':>19s} {'time in callback':>17s} {'target':>7s}")
+    for kind in ("feature_monitor", "gram_matrix"):
+        wall = statistics.median(s for s, _ in results[kind])
+        share = statistics.median(i / s for s, i in results[kind])
+        passed = share <= targets[kind]
+        ok.append(passed)
+        print(f"  {labels[kind]:42s} {base / wall:18.3f}x {share * 100:16.2f}% {targets[kind] * 100:6.0f}%"
+              f"  {'PASS' if passed else 'FAIL'}")
+    print("  (throughput ratio: median wall time without / with; time in callback: share of the training time")
+    print("   spent in the callback's hooks, the figure checked against the target)")
+    return ok
+
+
+def bench_interpretation(args: argparse.Namespace, root: Path) -> bool:
+    size = args.interp_image_size
+    print(f"\n== one InterpretationCallback call: GradCAM, 8 samples, resnet18 at {size}x{size} ==")
+    torch.manual_seed(0)
+    model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=size)
+    images, labels = DigitsDataModule(image_size=size, seed=0).sample_images(8)
+    cb = InterpretationCallback(sample_images=images, sample_labels=labels, method="gradcam", num_samples=8)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, default_root_dir=str(root / "interp"),
+                         enable_progress_bar=False, enable_model_summary=False)
+    cb.setup(trainer, model, "fit")
+    model.train()
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def fwd_bwd_batch() -> None:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(images), labels).backward()
+
+    def fwd_bwd_single() -> None:
+        model.zero_grad(set_to_none=True)
+        for i in range(8):
+            loss_fn(model(images[i : i + 1]), labels[i : i + 1]).backward()
+
+    def explain_only() -> None:
+        cb.explainer.explain(images, target_class=labels)
+
+    def callback_call() -> None:
+        cb.log_interpretation(trainer, model)
+
+    for fn in (fwd_bwd_batch, fwd_bwd_single, explain_only, callback_call):  # warm-up
+        fn()
+    # interleaved, so that load from other processes hits every measurement alike; the ratio is
+    # taken within each repeat and the median kept
+    rows = []
+    for _ in range(args.repeats):
+        row = {}
+        for name, fn in (("batch", fwd_bwd_batch), ("single", fwd_bwd_single), ("explain", explain_only),
+                         ("call", callback_call)):
+            start = time.perf_counter()
+            fn()
+            row[name] = time.perf_counter() - start
+        rows.append(row)
+    model.zero_grad(set_to_none=True)
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    ratio = statistics.median(r["call"] / r["batch"] for r in rows)
+    ratio_single = statistics.median(r["call"] / r["single"] for r in rows)
+    print(f"  forward+backward, batch of 8 (train mode, weight grads): {med('batch') * 1000:8.1f} ms")
+    print(f"  8 single-image forward+backward passes:                  {med('single') * 1000:8.1f} ms")
+    print(f"  GradCAM explain() of the 8 images alone:                  {med('explain') * 1000:8.1f} ms")
+    print(f"  whole callback call (predict + explain + overlays + PNG): {med('call') * 1000:8.1f} ms")
+    print(f"  callback call / fwd+bwd of the batch of 8:   {ratio:5.2f}x  (target <= 1.5x)  "
+          f"{'PASS' if ratio <= 1.5 else 'FAIL'}")
+    print(f"  callback call / 8 single fwd+bwd passes:     {ratio_single:5.2f}x")
+    print("  (medians of per-repeat ratios over interleaved repeats)")
+    return ratio <= 1.5
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps per fit (GramMatrix fires every 100)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three fits")
+    parser.add_argument("--image-size", type=int, default=32, help="digits image size for the throughput fits")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--interp-image-size", type=int, default=224, help="image size of the GradCAM comparison")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each GradCAM measurement")
+    parser.add_argument("--quick", action="store_true", help="120 steps, 2 rounds, 3 repeats")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.rounds, args.repeats = 120, 2, 3
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ok = [] if args.skip_throughput else bench_throughput(args, root)
+        ok.append(bench_interpretation(args, root))
+    print("\nall targets met" if all(ok) else "\nsome targets missed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
