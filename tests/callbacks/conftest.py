@@ -29,6 +29,15 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
 
 
+@pytest.fixture(autouse=True)
+def _finish_wandb() -> Any:
+    """Close any wandb run a test left open: WandbLogger would otherwise reuse it (and its folder)."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def make_logger(kind: str, root: Path) -> Any:
     """One logger of the runner's options, writing below ``root``; None for ``none``."""
     from lightning.pytorch import loggers

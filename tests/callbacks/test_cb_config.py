@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 from cb_helpers import pythonpath_env
-from conftest import REPO
+
 
 import callbacks
 
+REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 OURS = {
     "interpretation": callbacks.InterpretationCallback,

@@ -61,6 +61,9 @@ def test_every_logger_gets_the_image_and_the_png_is_always_written(trainer_facto
     log_scalars(trainer, {"gram_matrix/mean_offdiag": 0.5}, step=7)
     for logger in trainer.loggers:
         logger.finalize("success")
+    import wandb
+
+    wandb.finish()
 
     assert path == tmp_path / "images" / "interpretation" / "gradcam++" / "step_000007.png"
     np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
