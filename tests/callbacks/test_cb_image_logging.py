@@ -6,50 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cb_helpers import mlflow_images, read_tensorboard_images, read_tensorboard_scalars, wandb_images
 from PIL import Image
 
 from callbacks.image_logging import image_path, log_image, log_scalars
-
-
-def read_tensorboard_images(root: Path, key: str) -> list[np.ndarray]:
-    """Decode every image logged under ``key`` in the TensorBoard event files below ``root``."""
-    import io
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out = []
-    for events in root.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events.parent), size_guidance={"images": 0})
-        acc.Reload()
-        if key in acc.Tags()["images"]:
-            out += [np.asarray(Image.open(io.BytesIO(e.encoded_image_string))) for e in acc.Images(key)]
-    return out
-
-
-def read_tensorboard_scalars(root: Path, key: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out = []
-    for events in root.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
-        acc.Reload()
-        if key in acc.Tags()["scalars"]:
-            out += [(e.step, e.value) for e in acc.Scalars(key)]
-    return out
-
-
-def wandb_images(root: Path, key: str) -> list[Path]:
-    """PNG files of an offline wandb run for ``key`` (wandb turns '/' into folders)."""
-    media = list(root.rglob("offline-run-*/files/media/images"))
-    found: list[Path] = []
-    for folder in media:
-        found += [p for p in folder.rglob("*.png") if p.relative_to(folder).as_posix().startswith(key + "_")]
-    return found
-
-
-def mlflow_images(root: Path, key: str) -> list[Path]:
-    """PNGs in the mlflow artifact store below ``root`` under ``images/{key}/``."""
-    return [p for p in root.rglob("*.png") if f"artifacts/images/{key}/" in p.as_posix()]
 
 
 @pytest.mark.slow

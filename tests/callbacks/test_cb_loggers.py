@@ -6,8 +6,14 @@ import csv
 from pathlib import Path
 
 import pytest
-from cb_helpers import TinyData, TinyNet
-from test_cb_image_logging import mlflow_images, read_tensorboard_images, read_tensorboard_scalars, wandb_images
+from cb_helpers import (
+    TinyData,
+    TinyNet,
+    mlflow_images,
+    read_tensorboard_images,
+    read_tensorboard_scalars,
+    wandb_images,
+)
 
 from callbacks import (
     FeatureMonitorCallback,
