@@ -125,9 +125,9 @@ class FeatureMonitorCallback(Callback):
 
     On every logged epoch (``current_epoch % log_every_n_epochs == 0``) forward hooks are put on
     the layers for the first ``num_batches`` training batches (added at each batch's start and
-    removed at its end, also when training raises). Each hook folds its output into running sums
-    (``count``, ``sum``, ``sum_sq``, ``zeros``, ``max``), so memory is O(layers) whatever the
-    number of batches. At the epoch's end the sums are reduced across ranks (sums added, maxima
+    removed once its forward pass is done, before backward; also when training raises). Each
+    hook folds its output into running sums (``count``, ``sum``, ``sum_sq``, ``zeros``,
+    ``max``), so memory is O(layers) whatever the number of batches. At the epoch's end the sums are reduced across ranks (sums added, maxima
     maxed), so the logged values equal those of one process seeing all ranks' batches, and rank
     zero logs them at step ``trainer.global_step``. ``sparsity`` is the fraction of activations
     exactly zero (e.g. after a ReLU).
@@ -210,6 +210,12 @@ class FeatureMonitorCallback(Callback):
         if batch_idx < self.num_batches and self._collecting(trainer):
             for name, module in self._layers.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
+
+    @override
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
+        # The batch's forward is done: whatever runs later (another callback explaining samples
+        # at the batch's end, validation) is not training data.
+        self._remove_hooks()
 
     @override
     def on_train_batch_end(

@@ -121,3 +121,16 @@ def test_only_training_forwards_are_counted(trainer_factory) -> None:
     trainer.fit(model, data)
     expected = expected_stats(model, data, "act1", 1)
     assert float(trainer.callback_metrics["features/act1/mean"]) == pytest.approx(expected["mean"], rel=1e-6)
+
+
+def test_other_callbacks_forwards_at_batch_end_are_not_counted(trainer_factory) -> None:
+    """An InterpretationCallback listed first runs the model at every batch end: not training data."""
+    from callbacks import InterpretationCallback
+
+    model, data = TinyNet(lr=0.0), TinyData(n=64)
+    cbs = [InterpretationCallback(log_every_n_steps=1, num_samples=4), FeatureMonitorCallback("act1", num_batches=3)]
+    trainer = trainer_factory(cbs, limit_train_batches=3, limit_val_batches=0)
+    trainer.fit(model, data)
+    assert cbs[0].num_logged == 3
+    expected = expected_stats(model, data, "act1", 3)
+    assert float(trainer.callback_metrics["features/act1/mean"]) == pytest.approx(expected["mean"], rel=1e-6)
