@@ -127,7 +127,8 @@ class FeatureMonitorCallback(Callback):
     the layers for the first ``num_batches`` training batches (added at each batch's start and
     removed once its forward pass is done, before backward; also when training raises). Each
     hook folds its output into running sums (``count``, ``sum``, ``sum_sq``, ``zeros``,
-    ``max``), so memory is O(layers) whatever the number of batches. At the epoch's end the sums are reduced across ranks (sums added, maxima
+    ``max``), so memory is O(layers) whatever the number of batches.
+    At the epoch's end the sums are reduced across ranks (sums added, maxima
     maxed), so the logged values equal those of one process seeing all ranks' batches, and rank
     zero logs them at step ``trainer.global_step``. ``sparsity`` is the fraction of activations
     exactly zero (e.g. after a ReLU).
@@ -205,7 +206,9 @@ class FeatureMonitorCallback(Callback):
         self._sums = {}
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._remove_hooks()
         if batch_idx < self.num_batches and self._collecting(trainer):
             for name, module in self._layers.items():
@@ -262,7 +265,8 @@ class FeatureMonitorCallback(Callback):
             if tensor is None:
                 return
             with torch.no_grad():
-                self._sums[name] = merge_sums(self._sums.get(name), self.batch_statistics(name, tensor), self.reductions)
+                stats = self.batch_statistics(name, tensor)
+                self._sums[name] = merge_sums(self._sums.get(name), stats, self.reductions)
 
         return hook
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import lightning.pytorch as pl
 import torch
@@ -27,7 +27,7 @@ def layer_group(param_name: str, common_prefix: str = "") -> str:
 
 
 def grad_norms(
-    named_grads: Iterable[tuple[str, Tensor]], norm_type: float = 2.0, group_of=layer_group
+    named_grads: Iterable[tuple[str, Tensor]], norm_type: float = 2.0, group_of: Callable[[str], str] = layer_group
 ) -> dict[str, Tensor]:
     """Gradient norms per group and in total (the norm of all gradients together).
 
@@ -92,7 +92,9 @@ class GradNormMonitor(Callback):
         self._prefix = f"{first.pop()}." if len(first) == 1 and all("." in n for n in names) else ""
 
     @override
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
+    ) -> None:
         if trainer.global_step % self.log_every_n_steps != 0 or not trainer.is_global_zero:
             return
         named = ((n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None)

@@ -61,7 +61,8 @@ def to_uint8_hwc(image: Any) -> np.ndarray:
         image = image.detach().to("cpu", torch.float32 if image.is_floating_point() else image.dtype).numpy()
     if not isinstance(image, np.ndarray):
         raise TypeError(
-            f"image must be a PIL image, a matplotlib Figure, a numpy array or a torch tensor, got {type(image).__name__}"
+            "image must be a PIL image, a matplotlib Figure, a numpy array or a torch tensor, "
+            f"got {type(image).__name__}"
         )
     arr = image
     if arr.ndim == 2:

@@ -98,7 +98,9 @@ def load_image_files(
     return pil_batch(images, image_size, mean, std)
 
 
-def pil_batch(images: Sequence[Image.Image], image_size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def pil_batch(
+    images: Sequence[Image.Image], image_size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> Tensor:
     """PIL images -> resized (bilinear), normalised ``(N, C, H, W)`` float batch; ``C = len(mean)``."""
     mode = "L" if len(mean) == 1 else "RGB"
     out = []
@@ -113,7 +115,13 @@ def pil_batch(images: Sequence[Image.Image], image_size: tuple[int, int], mean: 
     return (batch - m) / s
 
 
-def render_grid(tiles: Sequence[np.ndarray], captions: Sequence[Sequence[str]], title: str = "", colors=None, columns: int = 4) -> np.ndarray:
+def render_grid(
+    tiles: Sequence[np.ndarray],
+    captions: Sequence[Sequence[str]],
+    title: str = "",
+    colors: Sequence[tuple[int, int, int]] | None = None,
+    columns: int = 4,
+) -> np.ndarray:
     """Lay out uint8 ``(H, W, 3)`` tiles in a grid, each with its caption lines below it.
 
     Args:
@@ -340,7 +348,8 @@ class InterpretationCallback(Callback):
                         "sample_images(n), but the trainer has no such datamodule; pass sample_images"
                     )
                 images, labels = datamodule.sample_images(self.num_samples)
-                self.images, self.labels = self._coerce(images, labels if self.sample_labels is None else self.sample_labels)
+                given = labels if self.sample_labels is None else self.sample_labels
+                self.images, self.labels = self._coerce(images, given)
             else:
                 self.images, self.labels = self._coerce(self.sample_images, self.sample_labels)
         if self.explainer is None:
