@@ -64,6 +64,12 @@ def check_config(cfg: DictConfig) -> None:
             problems.append(f"{key}: expected {allowed}, got {value!r} ({type(value).__name__})")
     if problems:
         raise ValueError("wrong value type: " + "; ".join(problems))
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("sync_batchnorm") and trainer.get("accelerator") == "cpu":
+        raise ValueError(
+            "trainer.sync_batchnorm=true needs GPUs (SyncBatchNorm has no CPU kernel); "
+            "with trainer.accelerator=cpu set trainer.sync_batchnorm=false, or use trainer=ddp_cpu"
+        )
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,15 +43,39 @@ def global_rank() -> int:
     return 0
 
 
+def _reap_child_ranks(timeout: float) -> None:
+    """Wait for (or kill) the ranks Lightning started for a finished job, and retire its watcher.
+
+    Lightning's ``child-process-observer`` thread kills the *launching* process when a child rank
+    exits non-zero, even after the job is over, which would end the whole sweep. Taking its
+    child list away makes it stop at its next check.
+    """
+    for thread in threading.enumerate():
+        if thread.name != "child-process-observer" or not hasattr(thread, "_child_processes"):
+            continue
+        procs = list(thread._child_processes)
+        thread._child_processes = []
+        for proc in procs:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning(f"Rank process {proc.pid} did not exit {timeout:.0f} s after its job ended: killing it")
+                proc.kill()
+                proc.wait()
+
+
 @contextlib.contextmanager
 def isolated_distributed_state() -> Iterator[None]:
-    """Run a job, then tear down its process group and restore the distributed env variables."""
+    """Run one multirun job, then end its child ranks and process group and restore the env variables."""
     before = {k: os.environ.get(k) for k in _DISTRIBUTED_ENV}
+    ok = False
     try:
         yield
+        ok = True
     finally:
         import torch.distributed as dist
 
+        _reap_child_ranks(timeout=300 if ok else 30)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         for key, value in before.items():

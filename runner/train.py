@@ -110,16 +110,20 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
         result.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
     for logger in trainer.loggers:
         logger.finalize("success" if not result.failed_by_callback else "failed")
-    _report_wandb(trainer)
+    _finish_wandb(trainer)
     return result
 
 
-def _report_wandb(trainer: pl.Trainer) -> None:
+def _finish_wandb(trainer: pl.Trainer) -> None:
+    """Close wandb runs (each job of a multirun gets its own run) and say how to upload offline ones."""
     for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            run_dir = getattr(getattr(logger.experiment, "settings", None), "sync_dir", None) or logger.save_dir
-            if getattr(logger, "_offline", False):
-                log.info(f"wandb: offline run saved in {run_dir}; upload it later with: wandb sync {run_dir}")
+        if type(logger).__name__ != "WandbLogger" or getattr(logger, "_experiment", None) is None:
+            continue
+        run_dir = Path(logger.experiment.dir).parent
+        offline = bool(getattr(logger, "_offline", False))
+        logger.experiment.finish()
+        if offline:
+            log.info(f"wandb: offline run saved in {run_dir}; upload it later with: wandb sync {run_dir}")
 
 
 def _optimized_value(cfg: DictConfig, metrics: dict[str, float], failed: bool) -> float | None:
