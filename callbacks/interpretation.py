@@ -235,7 +235,7 @@ class InterpretationCallback(Callback):
         class HardestExamples(InterpretationCallback):
             def select_samples(self, trainer, pl_module):
                 images, labels = trainer.datamodule.sample_images(256)
-                with torch.no_grad():
+                with torch.no_grad():  # runs in eval mode; the model is restored afterwards
                     logits = pl_module(images.to(pl_module.device))
                     loss = torch.nn.functional.cross_entropy(logits, labels.to(pl_module.device),
                                                              reduction="none")
@@ -323,7 +323,12 @@ class InterpretationCallback(Callback):
         return interpret.get_explainer(self.method, pl_module, **kwargs)
 
     def select_samples(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor | None]:
-        """The ``(images, labels)`` to explain now; default: the fixed set resolved at ``setup``."""
+        """The ``(images, labels)`` to explain now; default: the fixed set resolved at ``setup``.
+
+        Called before every explanation with the model in eval mode and gradients enabled; the
+        model's modes, gradients and every RNG state are restored afterwards, so an override may
+        run the model (e.g. to pick the hardest examples) without changing training.
+        """
         if self.images is None:
             raise RuntimeError("InterpretationCallback: no sample images; setup() has not run")
         return self.images, self.labels
@@ -405,9 +410,9 @@ class InterpretationCallback(Callback):
             return None
         if self.explainer is None:
             self.explainer = self.create_explainer(pl_module)
-        images, labels = self.select_samples(trainer, pl_module)
-        images = images[: self.num_samples] if images.shape[0] > self.num_samples else images
         with preserved_state(pl_module), torch.inference_mode(False), torch.enable_grad():
+            images, labels = self.select_samples(trainer, pl_module)
+            images = images[: self.num_samples] if images.shape[0] > self.num_samples else images
             x = images.detach().to(device=pl_module.device, dtype=_param_dtype(pl_module), copy=True)
             # The explainer runs the model on these very images to find the predicted class:
             # keep those logits instead of paying for another forward pass.
