@@ -303,6 +303,7 @@ class InterpretationCallback(Callback):
         #: ``(predicted classes, confidences)`` of the last call
         self.last_predictions: tuple[Tensor, Tensor] | None = None
         self._last_logged_step = -1
+        self._epoch_shown: int | None = None
 
     @property
     def key(self) -> str:
@@ -376,7 +377,12 @@ class InterpretationCallback(Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._maybe_log(trainer, pl_module)
+        # Lightning has counted the last epoch as done by now: show the one that was trained
+        self._epoch_shown = max(trainer.current_epoch - 1, 0)
+        try:
+            self._maybe_log(trainer, pl_module)
+        finally:
+            self._epoch_shown = None
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -466,7 +472,8 @@ class InterpretationCallback(Callback):
             captions.append(lines)
             colors.append((0, 0, 0) if true is None else (0, 128, 0) if true == pred else (200, 0, 0))
             summary.append(f"{i}: {lines[0]}, {lines[1]}")
-        title = f"{self.method} | epoch {trainer.current_epoch} | step {trainer.global_step}"
+        epoch = self._epoch_shown if self._epoch_shown is not None else trainer.current_epoch
+        title = f"{self.method} | epoch {epoch} | step {trainer.global_step}"
         return render_grid(tiles, captions, title=title, colors=colors), "; ".join(summary)
 
     def _name(self, index: int) -> str:
