@@ -116,9 +116,9 @@ def test_loggers_hold_the_metrics(cli, tmp_path: Path) -> None:
     # wandb: an offline run whose summary holds the metrics, and how to sync it
     runs = list((jobs["wandb"] / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    summary = json.loads((runs[0] / "files" / "wandb-summary.json").read_text())
-    assert "val/acc" in summary and "test/acc" in summary
-    assert list(runs[0].glob("run-*.wandb"))
+    from wandb_records import history_keys  # tests/wandb_records.py
+
+    assert {"val/acc", "test/acc", "train/loss_epoch"} <= history_keys(next(runs[0].glob("run-*.wandb")))
     assert "wandb sync" in res.output
     # mlflow: the run is in the sqlite store with its metrics and the config as params
     import mlflow
@@ -143,7 +143,8 @@ def test_multirun_two_jobs_each_in_its_own_dir(cli, tmp_path: Path) -> None:
         assert (d / "csv" / "metrics.csv").is_file()
     summary = next((tmp_path / "outputs" / "multirun").rglob("summary.csv"))
     rows = list(csv.DictReader(open(summary)))
-    assert [r["overrides"].split()[-1] for r in rows] == ["model.optimizer.lr=0.001", "model.optimizer.lr=0.01"]
+    assert ["model.optimizer.lr=0.001" in r["overrides"] for r in rows] == [True, False]
+    assert ["model.optimizer.lr=0.01" in r["overrides"].split() for r in rows] == [False, True]
     assert all(float(r["val/acc_best"]) >= 0 for r in rows)
     assert "Multirun summary (2 jobs)" in res.stdout
 
