@@ -1,0 +1,433 @@
+"""What every explainer shares: input coercion, target classes, model-state safety, normalisation.
+
+An :class:`Explainer` runs in the middle of training: it must leave the model exactly as it found
+it. :func:`preserve_model_state` saves and restores every module's ``training`` flag and every
+parameter's ``requires_grad`` and ``.grad`` (the very same tensor object, or None), also when the
+explanation raises, and :func:`local_grad` turns gradients on inside ``torch.no_grad()`` or
+``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from interpret.layers import (
+    expected_in_channels,
+    find_vision_transformer,
+    model_device,
+    model_dtype,
+    resolve_normalization,
+)
+
+__all__ = [
+    "Explainer",
+    "ImageInput",
+    "TargetClass",
+    "InvalidImageError",
+    "check_target_range",
+    "local_grad",
+    "normalize_maps",
+    "parse_target_class",
+    "pil_to_tensor",
+    "preserve_model_state",
+    "resize_maps",
+]
+
+ImageInput = Image.Image | torch.Tensor
+TargetClass = int | Sequence[int] | torch.Tensor | np.ndarray | None
+
+
+class InvalidImageError(TypeError, ValueError):
+    """An object that is not an image was given; both a TypeError and a ValueError."""
+
+
+# --------------------------------------------------------------------------- model state
+@contextlib.contextmanager
+def preserve_model_state(model: nn.Module, eval_mode: bool = True, freeze_params: bool = True) -> Iterator[None]:
+    """Run a block with the model in eval mode and frozen, then restore it exactly.
+
+    Saved and restored: each module's ``training`` flag, each parameter's ``requires_grad`` and
+    its ``.grad`` (the same tensor object, or None). Restoration happens on success and on
+    exception; the exception propagates.
+
+    Args:
+        model: the model to protect.
+        eval_mode: put the model in eval mode inside the block.
+        freeze_params: set ``requires_grad=False`` on every parameter inside the block, so that
+            backward passes compute no weight gradients and touch no ``.grad``.
+    """
+    training = [(module, module.training) for module in model.modules()]
+    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    try:
+        if eval_mode:
+            model.eval()
+        if freeze_params:
+            for p, _, _ in params:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for module, flag in training:
+            module.training = flag
+        for p, requires_grad, grad in params:
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+
+
+@contextlib.contextmanager
+def local_grad() -> Iterator[None]:
+    """Enable autograd inside the block, also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+# ------------------------------------------------------------------------------- inputs
+def pil_to_tensor(
+    image: Image.Image,
+    channels: int | None = 3,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Convert a PIL image to a float ``(C, H, W)`` tensor in [0, 1], then normalise it.
+
+    Args:
+        image: the PIL image.
+        channels: 1 (converted to ``L``), 3 (``RGB``) or None (keep the image's own bands).
+        mean: per-channel mean subtracted after scaling to [0, 1], or None.
+        std: per-channel std divided by, or None.
+    """
+    if channels == 1:
+        image = image.convert("L")
+    elif channels == 3:
+        image = image.convert("RGB")
+    elif channels is not None:
+        raise ValueError(f"a PIL image can be converted to 1 or 3 channels, the model expects {channels}")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    if mean is not None and std is not None and len(mean) == tensor.shape[0]:
+        m = torch.tensor(mean, dtype=tensor.dtype).view(-1, 1, 1)
+        s = torch.tensor(std, dtype=tensor.dtype).view(-1, 1, 1)
+        tensor = (tensor - m) / s
+    return tensor
+
+
+def _fixed_input_size(model: nn.Module) -> tuple[int, int] | None:
+    """The (H, W) a ViT with a fixed, strict patch grid accepts, or None when any size goes."""
+    found = find_vision_transformer(model)
+    if found is None:
+        return None
+    vit = found[1]
+    patch_embed = vit.patch_embed
+    if getattr(vit, "dynamic_img_size", False) or not getattr(patch_embed, "strict_img_size", False):
+        return None
+    size = getattr(patch_embed, "img_size", None)
+    return (int(size[0]), int(size[1])) if size is not None else None
+
+
+# ------------------------------------------------------------------------------ targets
+def parse_target_class(target_class: TargetClass, batch_size: int, device: torch.device) -> torch.Tensor | None:
+    """Turn ``target_class`` into a ``(B,)`` long tensor, or None for "the predicted class".
+
+    Raises:
+        ValueError: a negative class, a wrong number of classes for the batch, a non-integer.
+    """
+    if target_class is None:
+        return None
+    if isinstance(target_class, bool):
+        raise ValueError(f"target_class must be None, an int or one int per image, got {target_class!r}")
+    if isinstance(target_class, numbers.Integral):
+        values = [int(target_class)] * batch_size
+    elif isinstance(target_class, torch.Tensor | np.ndarray):
+        array = target_class.detach().cpu().numpy() if isinstance(target_class, torch.Tensor) else target_class
+        if array.ndim == 0:
+            return parse_target_class(array.item(), batch_size, device)
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(
+                f"target_class must be None, an int or a 1-D integer tensor with one class per image, "
+                f"got a {array.dtype} array of shape {tuple(array.shape)}"
+            )
+        values = [int(v) for v in array]
+    elif isinstance(target_class, Sequence) and not isinstance(target_class, str | bytes):
+        values = []
+        for value in target_class:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"target_class entries must be ints, got {value!r} in {list(target_class)!r}")
+            values.append(int(value))
+    else:
+        raise ValueError(
+            f"target_class must be None, an int or one int per image, got {type(target_class).__name__}"
+        )
+    if len(values) != batch_size:
+        raise ValueError(f"target_class has {len(values)} entries for a batch of {batch_size} images; give one per image")
+    negative = [v for v in values if v < 0]
+    if negative:
+        raise ValueError(f"target_class must be >= 0, got {negative[0]}")
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def check_target_range(targets: torch.Tensor, num_classes: int) -> None:
+    """Raise a ValueError when a target class is not in ``[0, num_classes)``."""
+    if targets.numel() == 0:
+        return
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if bad.numel():
+        raise ValueError(
+            f"target_class {int(bad[0])} is out of range for a model with {num_classes} classes "
+            f"(allowed 0 to {num_classes - 1})"
+        )
+
+
+def _check_logits(logits: Any, batch_size: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != batch_size:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"the model must return logits of shape (B, num_classes) = ({batch_size}, C), got {shape}"
+        )
+    return logits
+
+
+# ----------------------------------------------------------------------------- heatmaps
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each map of ``(B, H, W)`` to [0, 1]; a constant map becomes zeros (never NaN)."""
+    maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    high = flat.max(dim=1).values.view(-1, 1, 1)
+    span = high - low
+    constant = span <= 1e-7 * torch.maximum(high.abs(), low.abs())
+    out = (maps - low) / torch.where(constant, torch.ones_like(span), span)
+    return torch.where(constant, torch.zeros_like(out), out).clamp_(0.0, 1.0)
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize ``(B, h, w)`` maps to ``size`` (``align_corners=False``)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
+
+
+# ----------------------------------------------------------------------------- explainer
+class Explainer(abc.ABC):
+    """Base class of every explanation method.
+
+    Subclasses implement :meth:`_attribute`; this class turns any accepted image into a batch on
+    the model's device, protects the model's state, enables gradients locally and normalises the
+    result.
+
+    Args:
+        model: any ``nn.Module`` whose ``forward(x)`` returns logits ``(B, num_classes)``.
+    """
+
+    #: registry name of the method (set by subclasses)
+    method_name: str = "explainer"
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    # ------------------------------------------------------------------ public API
+    def explain(self, image: ImageInput, target_class: TargetClass = None) -> torch.Tensor:
+        """Explain one image or a batch.
+
+        Args:
+            image: a PIL image, a float ``(C, H, W)`` tensor or a ``(B, C, H, W)`` batch (tensors
+                are taken as model inputs, already normalised; a PIL image is normalised with the
+                model's timm data config).
+            target_class: None for the predicted class, an int for every image, or one int per image.
+
+        Returns:
+            A float32 heatmap in [0, 1], ``(H, W)`` for a PIL image or a ``(C, H, W)`` tensor,
+            ``(B, H, W)`` for a batch, at the input's resolution, on the input's device (CPU for PIL).
+
+        Raises:
+            ValueError: wrong rank, wrong number of channels, an integer tensor, or a bad ``target_class``.
+            InvalidImageError: an object that is not an image.
+        """
+        batch, single, out_device, out_size = self._prepare(image)
+        maps = self._explain_prepared(batch, target_class, out_size)
+        maps = maps.to(out_device)
+        return maps[0] if single else maps
+
+    def attribute(self, image: ImageInput, target_class: TargetClass = None) -> torch.Tensor:
+        """The method's raw, un-normalised attribution for a batch ``(B, C, H, W)`` or ``(B, h, w)``.
+
+        Same inputs as :meth:`explain`; always batched. Useful to check the method's definition
+        (e.g. completeness of Integrated Gradients).
+        """
+        batch, _, out_device, _ = self._prepare(image)
+        with self._explaining():
+            targets = parse_target_class(target_class, batch.shape[0], batch.device)
+            raw, _ = self._attribute(batch, targets)
+        return raw.detach().to(out_device)
+
+    def explain_batch(
+        self,
+        images: torch.Tensor | Sequence[ImageInput],
+        batch_size: int = 32,
+        target_class: TargetClass = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Explain a long list of images in batches of ``batch_size``.
+
+        Args:
+            images: a ``(N, C, H, W)`` tensor, or a sequence of PIL images / ``(C, H, W)`` tensors
+                (sizes may differ; images of one size inside a chunk are batched together).
+            batch_size: how many images go through the model at once.
+            target_class: None, an int, or one int per image.
+
+        Returns:
+            ``(N, H, W)`` for a tensor input, a list of ``(H, W)`` heatmaps for a sequence.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if isinstance(images, torch.Tensor):
+            if images.ndim != 4:
+                raise ValueError(
+                    f"explain_batch takes a (N, C, H, W) tensor or a list of images, got shape {tuple(images.shape)}"
+                )
+            count = images.shape[0]
+            targets = parse_target_class(target_class, count, torch.device("cpu"))
+            parts = []
+            for start in range(0, count, batch_size):
+                chunk_targets = None if targets is None else targets[start : start + batch_size]
+                parts.append(self.explain(images[start : start + batch_size], chunk_targets))
+            if not parts:
+                return images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32)
+            return torch.cat(parts)
+        if isinstance(images, Image.Image) or not isinstance(images, Sequence):
+            raise InvalidImageError(
+                f"explain_batch takes a (N, C, H, W) tensor or a list of images, got {type(images).__name__}"
+            )
+        count = len(images)
+        targets = parse_target_class(target_class, count, torch.device("cpu"))
+        results: list[torch.Tensor | None] = [None] * count
+        for start in range(0, count, batch_size):
+            prepared = [(i, *self._prepare(images[i])) for i in range(start, min(start + batch_size, count))]
+            groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+            for item in prepared:
+                key = (tuple(item[1].shape[1:]), item[4], str(item[3]))
+                groups.setdefault(key, []).append(item)
+            for group in groups.values():
+                index = [item[0] for item in group]
+                batch = torch.cat([item[1] for item in group])
+                group_targets = None if targets is None else targets[index]
+                maps = self._explain_prepared(batch, group_targets, group[0][4]).to(group[0][3])
+                for j, i in enumerate(index):
+                    results[i] = maps[j]
+        return [r for r in results if r is not None]
+
+    # ------------------------------------------------------------- for subclasses
+    @abc.abstractmethod
+    def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute the raw attribution of a prepared batch.
+
+        Called with the model in eval mode, parameters frozen, gradients enabled.
+
+        Args:
+            x: ``(B, C, H, W)`` on the model's device, a normal (non-inference) tensor.
+            targets: ``(B,)`` long tensor of classes (not yet range-checked), or None for predicted.
+
+        Returns:
+            ``(raw, targets)``: ``raw`` is ``(B, C, H, W)`` (pixel attributions) or ``(B, h, w)``
+            (maps) and ``targets`` the classes used.
+        """
+
+    def _to_map(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Reduce a raw attribution to un-normalised ``(B, H, W)`` maps at ``size``.
+
+        Pixel attributions ``(B, C, H, W)`` become the sum of absolute values over channels.
+        """
+        maps = raw.abs().sum(dim=1) if raw.ndim == 4 else raw
+        return resize_maps(maps.float(), size)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch without building a graph."""
+        with torch.no_grad():
+            return _check_logits(self.model(x), x.shape[0])
+
+    def _resolve_targets(self, logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """Predicted classes when ``targets`` is None, else ``targets`` checked against the logits."""
+        _check_logits(logits, logits.shape[0])
+        if targets is None:
+            return logits.detach().argmax(dim=1)
+        check_target_range(targets, logits.shape[1])
+        return targets.to(logits.device)
+
+    @contextlib.contextmanager
+    def _explaining(self) -> Iterator[None]:
+        """Model in eval mode with frozen parameters, gradients on; everything restored after."""
+        with preserve_model_state(self.model), local_grad():
+            yield
+
+    # ------------------------------------------------------------------- internals
+    def _explain_prepared(
+        self, batch: torch.Tensor, target_class: TargetClass, out_size: tuple[int, int]
+    ) -> torch.Tensor:
+        with self._explaining():
+            targets = parse_target_class(target_class, batch.shape[0], batch.device)
+            raw, _ = self._attribute(batch, targets)
+            maps = self._to_map(raw.detach(), tuple(batch.shape[-2:]))
+        maps = resize_maps(maps, out_size)
+        return normalize_maps(maps).detach()
+
+    def _prepare(self, image: Any) -> tuple[torch.Tensor, bool, torch.device, tuple[int, int]]:
+        """Coerce ``image`` into ``(batch on the model's device, was_single, output device, output size)``."""
+        device = model_device(self.model)
+        dtype = model_dtype(self.model)
+        channels = expected_in_channels(self.model)
+        if isinstance(image, Image.Image):
+            normalization = resolve_normalization(self.model)
+            mean, std = normalization if normalization is not None else (None, None)
+            if channels not in (None, 1, 3):
+                raise ValueError(f"the model expects {channels} input channels; a PIL image gives 1 or 3")
+            tensor = pil_to_tensor(image, channels if channels is not None else 3, mean, std)
+            out_size = (tensor.shape[1], tensor.shape[2])
+            fixed = _fixed_input_size(self.model)
+            with torch.inference_mode(False):
+                batch = tensor.unsqueeze(0)
+                if fixed is not None and tuple(batch.shape[-2:]) != fixed:
+                    batch = F.interpolate(batch, size=fixed, mode="bilinear", align_corners=False)
+                batch = batch.to(device=device, dtype=dtype)
+            return batch, True, torch.device("cpu"), out_size
+        if isinstance(image, torch.Tensor):
+            if image.ndim not in (3, 4):
+                raise ValueError(
+                    f"image must be a (C, H, W) tensor or a (B, C, H, W) batch, got shape {tuple(image.shape)} "
+                    f"({image.ndim} dims)"
+                )
+            if not image.is_floating_point():
+                raise ValueError(
+                    f"image tensor has dtype {image.dtype}; pass a float tensor normalised as the model "
+                    "expects (or a PIL image, which is normalised for you)"
+                )
+            single = image.ndim == 3
+            batch_view = image.unsqueeze(0) if single else image
+            if batch_view.shape[0] == 0:
+                raise ValueError("image batch is empty (B = 0)")
+            if channels is not None and batch_view.shape[1] != channels:
+                raise ValueError(
+                    f"image has {batch_view.shape[1]} channels (shape {tuple(image.shape)}), "
+                    f"the model expects {channels}"
+                )
+            with torch.inference_mode(False):
+                # a fresh, normal tensor: never an inference tensor, never aliasing the caller's
+                batch = batch_view.detach().to(device=device, dtype=dtype, copy=True)
+            return batch, single, image.device, (int(image.shape[-2]), int(image.shape[-1]))
+        raise InvalidImageError(
+            f"image must be a PIL.Image.Image, a (C, H, W) tensor or a (B, C, H, W) tensor, "
+            f"got {type(image).__name__}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"

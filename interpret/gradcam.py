@@ -1,0 +1,178 @@
+"""GradCAM (Selvaraju et al. 2017) and GradCAM++ (Chattopadhyay et al. 2018).
+
+Both need the activations ``A`` of one layer and the gradient of the class score ``S`` w.r.t.
+them. The gradient is taken with ``torch.autograd.grad`` w.r.t. the captured activation while
+the parameters are frozen and the input does not require grad: no graph is built below the layer
+and no weight gradient is computed, so one explanation costs about one forward pass plus the
+backward pass from the logits down to the layer (the least these methods can cost).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interpret.base import Explainer, resize_maps
+from interpret.hooks import ActivationCapture, HookManager
+from interpret.layers import (
+    default_target_layer,
+    find_timm_model,
+    find_vision_transformer,
+    resolve_layer,
+    tokens_to_grid,
+)
+
+__all__ = ["GradCAM", "GradCAMPlusPlus"]
+
+
+def _inside(prefix: str, name: str) -> bool:
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+class GradCAM(Explainer):
+    """GradCAM: ``ReLU(sum_k w_k A_k)`` with ``w_k`` the spatial mean of ``dS/dA_k``.
+
+    The map is bilinearly upsampled to the input size and min-max normalised per image (a constant
+    map becomes zeros).
+
+    For a timm Vision Transformer layer that outputs tokens ``(B, N, C)``, the patch tokens (after
+    the model's prefix tokens) are laid out on the model's own patch grid for the input's size.
+    The automatic layer of a ViT is ``blocks[-1].norm1`` (see
+    :func:`interpret.layers.default_target_layer`).
+
+    Args:
+        model: any ``nn.Module`` returning logits ``(B, num_classes)``.
+        target_layer: a ``named_modules()`` name such as ``"backbone.layer4"``, the module itself,
+            or None for the automatic choice (last spatial stage of a timm CNN, last block of a ViT,
+            else the last ``nn.Conv2d``).
+
+    Raises:
+        ValueError: an unknown layer name (with the closest names) or a module not in ``model``.
+    """
+
+    method_name = "gradcam"
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None) -> None:
+        super().__init__(model)
+        if target_layer is None:
+            name, module = default_target_layer(model)
+        else:
+            name, module = resolve_layer(model, target_layer)
+        self.target_layer_name: str = name
+        self.target_layer: nn.Module = module
+        vit = find_vision_transformer(model)
+        self._vit = vit[1] if vit is not None and _inside(vit[0], name) else None
+        timm_model = find_timm_model(model)
+        self._nhwc = bool(
+            timm_model is not None
+            and _inside(timm_model[0], name)
+            and getattr(timm_model[1], "output_fmt", None) in ("NHWC", "NLC")
+            and self._vit is None
+        )
+
+    # -------------------------------------------------------------------------- maths
+    @staticmethod
+    def channel_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """GradCAM weights ``(B, K)``: the spatial mean of the gradients ``(B, K, h, w)``."""
+        return gradients.mean(dim=(2, 3))
+
+    @classmethod
+    def cam(cls, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """Raw class activation maps ``(B, h, w)``: ``ReLU(sum_k w_k A_k)``."""
+        weights = cls.channel_weights(activations, gradients)
+        return F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+
+    # -------------------------------------------------------------------- internals
+    def _spatial(self, tensor: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        if tensor.ndim == 4:
+            return tensor.permute(0, 3, 1, 2) if self._nhwc else tensor
+        if tensor.ndim == 3 and self._vit is not None:
+            return tokens_to_grid(tensor, self._vit, image_size)
+        raise ValueError(
+            f"target_layer {self.target_layer_name!r} outputs shape {tuple(tensor.shape)}; GradCAM needs a "
+            "spatial feature map (B, C, h, w) or ViT tokens (B, N, C); choose a convolutional stage or a "
+            "transformer block"
+        )
+
+    def activations_and_gradients(
+        self, x: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass and a backward pass down to the target layer.
+
+        Must be called inside the explainer's protected context (frozen parameters, grad enabled).
+
+        Returns:
+            ``(activations, gradients, targets)``, the first two as ``(B, K, h, w)``.
+        """
+        capture = ActivationCapture()
+        with HookManager() as hooks:
+            hooks.register_forward_hook(self.target_layer, capture)
+            logits = self.model(x)
+        if capture.activation is None:
+            raise RuntimeError(
+                f"target_layer {self.target_layer_name!r} was not called during the forward pass of "
+                f"{type(self.model).__name__}"
+            )
+        targets = self._resolve_targets(logits, targets)
+        score = logits.gather(1, targets[:, None]).sum()
+        if not score.requires_grad:
+            raise RuntimeError(
+                f"the class scores do not depend on target_layer {self.target_layer_name!r}; "
+                "choose a layer on the path to the logits"
+            )
+        (gradients,) = torch.autograd.grad(score, capture.activation, allow_unused=True)
+        activations = capture.activation.detach()
+        if gradients is None:
+            gradients = torch.zeros_like(activations)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        activations, gradients = self._spatial(activations, size), self._spatial(gradients, size)
+        if self._vit is not None and not bool(gradients.any()):
+            warnings.warn(
+                f"GradCAM: the class score's gradient is zero on every patch token at "
+                f"{self.target_layer_name!r}; with a class-token head use an earlier layer such as "
+                "'blocks[-1].norm1' (the default)",
+                stacklevel=3,
+            )
+        return activations, gradients, targets
+
+    def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        activations, gradients, targets = self.activations_and_gradients(x, targets)
+        maps = self.cam(activations.float(), gradients.float())
+        return resize_maps(maps, (int(x.shape[-2]), int(x.shape[-1]))), targets
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__}, target_layer={self.target_layer_name!r})"
+
+
+class GradCAMPlusPlus(GradCAM):
+    """GradCAM++: channel weights from the closed-form ``alpha`` of Chattopadhyay et al. (2018).
+
+    For an exponential score ``Y = exp(S)`` the higher derivatives reduce to powers of
+    ``g = dS/dA`` (eq. 19 of the paper)::
+
+        alpha_kij = g^2 / (2 g^2 + sum_ab A_kab g^3)
+        w_k       = sum_ij alpha_kij ReLU(g_kij)
+
+    (the common factor ``exp(S)`` of the paper's weights cancels in the normalised map).
+    ``alpha`` is set to 0 where ``g = 0`` or the denominator vanishes, with no added epsilon.
+
+    Args:
+        model: any ``nn.Module`` returning logits ``(B, num_classes)``.
+        target_layer: as for :class:`GradCAM`.
+    """
+
+    method_name = "gradcam++"
+
+    @staticmethod
+    def channel_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """GradCAM++ weights ``(B, K)`` from activations and gradients ``(B, K, h, w)``."""
+        g2 = gradients.pow(2)
+        g3 = g2 * gradients
+        total = activations.sum(dim=(2, 3), keepdim=True)
+        denominator = 2.0 * g2 + total * g3
+        valid = (gradients != 0) & (denominator != 0)
+        alpha = torch.where(valid, g2 / torch.where(valid, denominator, torch.ones_like(denominator)), 0.0)
+        return (alpha * F.relu(gradients)).sum(dim=(2, 3))

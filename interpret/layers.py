@@ -1,0 +1,232 @@
+"""Model introspection: layer names, automatic target layers, ViT token grids, normalisation.
+
+Everything here works on a bare timm model and on a wrapper that holds one (for example the
+project's ``ImageClassifier``, whose timm model sits at ``backbone``): the timm model is found
+with ``named_modules()`` and its names are prefixed with its own path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "default_target_layer",
+    "expected_in_channels",
+    "find_timm_model",
+    "find_vision_transformer",
+    "is_vision_transformer",
+    "model_device",
+    "model_dtype",
+    "resolve_layer",
+    "resolve_normalization",
+    "tokens_to_grid",
+]
+
+
+def _join(prefix: str, name: str) -> str:
+    if not prefix:
+        return name
+    return f"{prefix}.{name}" if name else prefix
+
+
+def _is_timm_model(module: nn.Module) -> bool:
+    return hasattr(module, "pretrained_cfg") or (
+        hasattr(module, "feature_info") and hasattr(module, "forward_features") and hasattr(module, "forward_head")
+    )
+
+
+def find_timm_model(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """Find the outermost timm model inside ``model`` (``model`` itself included).
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``(name, module)`` where ``name`` is its ``named_modules()`` path (``""`` for ``model``
+        itself), or None when no timm model is found.
+    """
+    for name, module in model.named_modules():
+        if _is_timm_model(module):
+            return name, module
+    return None
+
+
+def is_vision_transformer(module: nn.Module) -> bool:
+    """Whether ``module`` looks like a timm Vision Transformer (patch embedding, blocks, prefix tokens)."""
+    return (
+        hasattr(module, "patch_embed")
+        and isinstance(getattr(module, "blocks", None), nn.Sequential | nn.ModuleList)
+        and hasattr(module, "num_prefix_tokens")
+    )
+
+
+def find_vision_transformer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """Find the outermost timm Vision Transformer inside ``model``; ``(name, module)`` or None."""
+    for name, module in model.named_modules():
+        if is_vision_transformer(module):
+            return name, module
+    return None
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Turn a layer name or module into ``(name, module)`` inside ``model``.
+
+    Args:
+        model: the model that holds the layer.
+        layer: a ``named_modules()`` name such as ``"backbone.layer4"``, or the module itself.
+
+    Raises:
+        ValueError: the name does not exist (the message lists the closest existing names), or
+            the module is not part of ``model``.
+        TypeError: ``layer`` is neither a string nor a module.
+    """
+    modules = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in modules.items():
+            if module is layer:
+                return name, module
+        raise ValueError(
+            f"target_layer: the given {type(layer).__name__} module is not part of the model "
+            f"{type(model).__name__}; pass one of its submodules or a name from model.named_modules()"
+        )
+    if not isinstance(layer, str):
+        raise TypeError(
+            f"target_layer must be a layer name (str), an nn.Module or None, got {type(layer).__name__}"
+        )
+    if layer in modules:
+        return layer, modules[layer]
+    names = [n for n in modules if n]
+    suffix = [n for n in names if n.endswith("." + layer)]
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+    hints = list(dict.fromkeys(suffix[:3] + close))[:5]
+    hint = f" Closest names: {', '.join(repr(h) for h in hints)}." if hints else ""
+    raise ValueError(
+        f"target_layer {layer!r} is not a layer of {type(model).__name__}.{hint} "
+        "See model.named_modules() for every name."
+    )
+
+
+def default_target_layer(model: nn.Module) -> tuple[str, nn.Module]:
+    """Choose the layer GradCAM explains when none is given.
+
+    - timm Vision Transformers: ``blocks[-1].norm1``, the normalised input tokens of the last
+      block. Its patch tokens reach the class token through the last attention; the last block's
+      *output* patch tokens do not reach a class-token head at all (an all-zero map).
+    - other timm models: the last entry of ``feature_info`` (the last spatial feature stage, e.g.
+      ``layer4`` for a ResNet, ``stages.3`` for a ConvNeXt).
+    - any other model: its last ``nn.Conv2d``.
+
+    Names are prefixed with the timm model's own path inside ``model``.
+
+    Raises:
+        ValueError: no suitable layer was found (pass ``target_layer`` explicitly).
+    """
+    vit = find_vision_transformer(model)
+    if vit is not None:
+        prefix, module = vit
+        blocks = module.blocks
+        if len(blocks) == 0:
+            raise ValueError(f"{type(module).__name__} has no transformer blocks; pass target_layer explicitly")
+        last = len(blocks) - 1
+        name = f"blocks.{last}.norm1" if hasattr(blocks[last], "norm1") else f"blocks.{last}"
+        return resolve_layer(model, _join(prefix, name))
+    found = find_timm_model(model)
+    if found is not None:
+        prefix, module = found
+        info = getattr(module, "feature_info", None)
+        entries = list(info) if info is not None else []
+        if entries and isinstance(entries[-1], dict) and entries[-1].get("module"):
+            return resolve_layer(model, _join(prefix, entries[-1]["module"]))
+    last_conv = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            last_conv = (name, module)
+    if last_conv is None:
+        raise ValueError(
+            f"cannot choose a target layer automatically for {type(model).__name__}: it is not a timm "
+            "model and has no nn.Conv2d; pass target_layer (a name from model.named_modules())"
+        )
+    return last_conv
+
+
+def tokens_to_grid(tokens: torch.Tensor, vit: nn.Module, image_size: tuple[int, int]) -> torch.Tensor:
+    """Turn ViT tokens ``(B, N, C)`` into a feature map ``(B, C, h, w)`` on the patch grid.
+
+    The grid comes from the model's own patch embedding for this input size
+    (``patch_embed.dynamic_feat_size`` or ``patch_embed.grid_size``) and the first
+    ``vit.num_prefix_tokens`` tokens (class and register tokens) are dropped.
+
+    Raises:
+        ValueError: the token count does not match prefix tokens + grid cells.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"expected ViT tokens of shape (B, N, C), got {tuple(tokens.shape)}")
+    prefix = int(getattr(vit, "num_prefix_tokens", 0))
+    patch_embed = vit.patch_embed
+    if hasattr(patch_embed, "dynamic_feat_size"):
+        gh, gw = patch_embed.dynamic_feat_size(tuple(image_size))
+    else:
+        gh, gw = patch_embed.grid_size
+    b, n, c = tokens.shape
+    if n - prefix != gh * gw:
+        raise ValueError(
+            f"cannot reshape {n} tokens to a {gh}x{gw} patch grid with {prefix} prefix tokens "
+            f"(input {image_size[0]}x{image_size[1]}); is the layer inside the transformer blocks?"
+        )
+    return tokens[:, prefix:].reshape(b, gh, gw, c).permute(0, 3, 1, 2)
+
+
+def resolve_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The ``(mean, std)`` the model's inputs are normalised with, or None when unknown.
+
+    Read from ``model.data_config`` when the model exposes one, else from the timm model inside
+    through ``timm.data.resolve_model_data_config``.
+    """
+    config: Any = None
+    try:
+        config = getattr(model, "data_config", None)
+    except Exception:  # a property may fail on an odd wrapper; fall back to timm
+        config = None
+    if not isinstance(config, dict):
+        found = find_timm_model(model)
+        if found is None:
+            return None
+        import timm.data  # local import: only needed for timm models
+
+        try:
+            config = timm.data.resolve_model_data_config(found[1])
+        except Exception:
+            return None
+    mean, std = config.get("mean"), config.get("std")
+    if mean is None or std is None:
+        return None
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter; float32 otherwise."""
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def expected_in_channels(model: nn.Module) -> int | None:
+    """The number of input channels the model expects (its first ``nn.Conv2d``), or None."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None

@@ -1,0 +1,228 @@
+"""Colormaps, overlays (normalisation undone first) and captioned grids, as RGB uint8 arrays."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from interpret.layers import resolve_normalization
+
+__all__ = ["apply_colormap", "image_to_uint8", "make_grid", "overlay_heatmap"]
+
+
+def _heatmap_array(heatmap: Any) -> np.ndarray:
+    if isinstance(heatmap, torch.Tensor):
+        heatmap = heatmap.detach().float().cpu().numpy()
+    array = np.asarray(heatmap, dtype=np.float32)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"heatmap must be (H, W) or (B, H, W), got shape {array.shape}")
+    return np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0)
+
+
+def apply_colormap(heatmap: torch.Tensor | np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """Colour a heatmap in [0, 1] with a matplotlib colormap.
+
+    Args:
+        heatmap: ``(H, W)`` or ``(B, H, W)`` values in [0, 1] (clipped).
+        colormap: any matplotlib colormap name.
+
+    Returns:
+        RGB uint8 ``(H, W, 3)`` or ``(B, H, W, 3)``.
+
+    Raises:
+        ValueError: an unknown colormap (with the closest names) or a wrong shape.
+    """
+    import matplotlib
+
+    names = list(matplotlib.colormaps)
+    if colormap not in names:
+        close = difflib.get_close_matches(str(colormap), names, n=3)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ValueError(f"unknown colormap {colormap!r}.{hint} See matplotlib.colormaps for every name.")
+    values = _heatmap_array(heatmap)
+    rgba = matplotlib.colormaps[colormap](values)
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def image_to_uint8(
+    image: Image.Image | torch.Tensor | np.ndarray,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Turn an image into RGB uint8 ``(H, W, 3)``, undoing the input normalisation first.
+
+    Args:
+        image: a PIL image; a uint8 ``(H, W, 3)``/``(H, W)`` array; or a float ``(C, H, W)`` /
+            ``(1, C, H, W)`` tensor or array (model input: ``x * std + mean`` is applied when
+            given, then values are clipped to [0, 1]).
+        mean: per-channel mean of the normalisation.
+        std: per-channel std of the normalisation.
+
+    Raises:
+        ValueError: an unsupported shape; TypeError: an unsupported type.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    if isinstance(image, torch.Tensor):
+        array = image.detach().float().cpu().numpy()
+        channels_first = True
+    elif isinstance(image, np.ndarray):
+        array = image
+        channels_first = array.ndim in (3, 4) and array.shape[-1] not in (1, 3) and array.shape[-3] in (1, 3)
+        if array.dtype == np.uint8:
+            if array.ndim == 2:
+                return np.repeat(array[:, :, None], 3, axis=2)
+            if array.ndim == 3 and array.shape[2] in (1, 3):
+                return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array.copy()
+            raise ValueError(f"a uint8 image array must be (H, W) or (H, W, 3), got shape {array.shape}")
+        array = array.astype(np.float32)
+    else:
+        raise TypeError(f"image must be a PIL image, a tensor or a numpy array, got {type(image).__name__}")
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise ValueError(f"expected a single image, got a batch of shape {array.shape}")
+        array = array[0]
+    if array.ndim == 2:
+        array = array[None]
+        channels_first = True
+    if array.ndim != 3:
+        raise ValueError(f"image must be (C, H, W) or (H, W, C), got shape {array.shape}")
+    if channels_first:
+        array = np.transpose(array, (1, 2, 0))
+    channels = array.shape[2]
+    if mean is not None and std is not None:
+        m = np.asarray(mean, dtype=np.float32)
+        s = np.asarray(std, dtype=np.float32)
+        if m.size in (1, channels):
+            array = array * s.reshape(1, 1, -1) + m.reshape(1, 1, -1)
+    if channels == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif channels != 3:
+        raise ValueError(f"image must have 1 or 3 channels to display, got {channels}")
+    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if heatmap.shape == size:
+        return heatmap
+    tensor = torch.from_numpy(np.ascontiguousarray(heatmap))[None, None]
+    resized = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
+    return resized[0, 0].numpy()
+
+
+def overlay_heatmap(
+    image: Image.Image | torch.Tensor | np.ndarray,
+    heatmap: torch.Tensor | np.ndarray,
+    alpha: float = 0.4,
+    colormap: str = "viridis",
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    model: nn.Module | None = None,
+) -> np.ndarray:
+    """Blend a coloured heatmap over an image: ``(1 - alpha) * image + alpha * colour``.
+
+    A normalised tensor is first turned back into a photo with ``mean``/``std`` (given, or read
+    from ``model``'s timm data config; without either, float values are taken as [0, 1]).
+
+    Args:
+        image: PIL image, uint8 ``(H, W, 3)`` array, or float ``(C, H, W)`` model input.
+        heatmap: ``(H, W)`` in [0, 1]; resized bilinearly to the image if sizes differ.
+        alpha: heatmap opacity in [0, 1].
+        colormap: matplotlib colormap name.
+        mean: normalisation mean to undo.
+        std: normalisation std to undo.
+        model: a model whose data config gives ``mean``/``std`` when they are not given.
+
+    Returns:
+        RGB uint8 ``(H, W, 3)``.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither")
+    if mean is None and model is not None:
+        normalization = resolve_normalization(model)
+        if normalization is not None:
+            mean, std = normalization
+    photo = image_to_uint8(image, mean, std)
+    values = _heatmap_array(heatmap)
+    if values.ndim != 2:
+        raise ValueError(f"overlay_heatmap takes one (H, W) heatmap, got shape {values.shape}")
+    values = _resize_heatmap(values, photo.shape[:2])
+    colour = apply_colormap(values, colormap).astype(np.float32)
+    blended = (1.0 - alpha) * photo.astype(np.float32) + alpha * colour
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..." if text else ""
+
+
+def make_grid(
+    images: Sequence[np.ndarray | Image.Image],
+    captions: Sequence[str] | None = None,
+    ncols: int | None = None,
+    padding: int = 2,
+    font_size: int | None = None,
+    background: int = 255,
+) -> np.ndarray:
+    """Tile RGB images into one image, each with an optional caption underneath.
+
+    Args:
+        images: RGB uint8 ``(H, W, 3)`` arrays or PIL images (sizes may differ; each tile is as
+            large as the largest image).
+        captions: one string per image, or None. Too long captions are shortened with "...".
+        ncols: images per row (default: ``ceil(sqrt(n))``).
+        padding: pixels between tiles.
+        font_size: caption font size (default: scaled to the tile width, 8 to 14).
+        background: grey level of the background and caption strip.
+
+    Returns:
+        RGB uint8 ``(H', W', 3)``.
+    """
+    if len(images) == 0:
+        raise ValueError("make_grid needs at least one image")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"got {len(captions)} captions for {len(images)} images")
+    if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1):
+        raise ValueError(f"ncols must be an int >= 1, got {ncols!r}")
+    arrays = [image_to_uint8(image) for image in images]
+    count = len(arrays)
+    ncols = ncols or int(np.ceil(np.sqrt(count)))
+    nrows = int(np.ceil(count / ncols))
+    tile_h = max(a.shape[0] for a in arrays)
+    tile_w = max(a.shape[1] for a in arrays)
+    size = font_size or int(np.clip(tile_w // 10, 8, 14))
+    caption_h = size + 4 if captions is not None else 0
+    width = ncols * tile_w + (ncols + 1) * padding
+    height = nrows * (tile_h + caption_h) + (nrows + 1) * padding
+    canvas = Image.new("RGB", (width, height), (background,) * 3)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(size)
+    for i, array in enumerate(arrays):
+        row, col = divmod(i, ncols)
+        x = padding + col * (tile_w + padding)
+        y = padding + row * (tile_h + caption_h + padding)
+        canvas.paste(Image.fromarray(array), (x, y))
+        if captions is not None:
+            text = _fit(draw, str(captions[i]), font, tile_w)
+            draw.text((x, y + tile_h + 2), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas, dtype=np.uint8).copy()
