@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from callbacks.image_logging import load_font, log_image, to_uint8_hwc
+from interpret import preserve_model_state
 
 __all__ = ["InterpretationCallback", "load_image_files", "preserved_state", "render_grid"]
 
@@ -46,17 +47,10 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     np_rng = np.random.get_state()
     py_rng = random.getstate()
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
     try:
-        model.eval()
-        yield
+        with preserve_model_state(model, eval_mode=True, freeze_params=False):
+            yield
     finally:
-        for module, flag in modes:
-            module.training = flag
-        for p, requires_grad, grad in params:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
