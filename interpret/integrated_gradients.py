@@ -3,8 +3,11 @@
 ``IG_i(x) = (x_i - x'_i) * integral_0^1 dS(x' + a (x - x'))/dx_i da``, computed with a
 Gauss-Legendre quadrature of ``steps`` nodes on [0, 1] (the default; ``"riemann_middle"`` is the
 midpoint rule). Gauss-Legendre is exact for polynomial integrands up to degree ``2 steps - 1``
-and keeps completeness (``sum IG = S(x) - S(x')``) well within 1% at 50 steps; a trapezoid rule
-that drops the ``a = 0`` end misses by a few percent.
+and keeps completeness (``sum IG = S(x) - S(x')``) well within 1% at 50 steps on smooth models
+and on ReLU CNNs at ordinary resolutions (0.15% on a resnet18 with random BN statistics at
+224 px); a Riemann sum that drops the ``a = 0`` end misses by a few percent. On a ReLU net
+the integrand is piecewise constant: on very small inputs (32-64 px), where few units switch
+along the path, any 50-node rule can miss by 1-3% and ``"riemann_middle"`` is often closer.
 
 All ``B x steps`` scaled inputs of a batch run through the model as large batches of at most
 ``internal_batch_size`` images, gradients are summed into one ``(B, C, H, W)`` buffer: memory
@@ -56,9 +59,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     channels = x.shape[1]
     out = x
     for dim in (2, 3):
-        shape = [channels, 1, 1, 1]
+        shape = [1, 1, 1, 1]
         shape[dim] = kernel.numel()
-        weight = kernel.view(shape)
+        weight = kernel.view(shape).expand(channels, *shape[1:]).contiguous()
         pad = (0, 0, radius, radius) if dim == 2 else (radius, radius, 0, 0)
         padded = F.pad(out, pad, mode="replicate")
         out = F.conv2d(padded, weight, groups=channels)
