@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import Wrapper, randomize_batchnorm, tiny_cnn
+from interpret_models import Wrapper, randomize_batchnorm, tiny_cnn
 from pytorch_grad_cam import GradCAM as OracleGradCAM
 from pytorch_grad_cam import GradCAMPlusPlus as OracleGradCAMPlusPlus
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -153,3 +153,18 @@ def test_output_in_unit_range_and_input_resolution(resnet) -> None:
     assert maps.shape == (2, 40, 56)
     assert maps.dtype == torch.float32
     assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
+
+
+@pytest.mark.slow
+def test_project_image_classifier_wrapper() -> None:
+    """The project's LightningModule: automatic layer under ``backbone``, mean/std from its data config."""
+    from interpret import IntegratedGradients
+    from runner.models.classifier import ImageClassifier
+
+    model = ImageClassifier(backbone="resnet18", num_classes=3).eval()
+    explainer = GradCAM(model)
+    assert explainer.target_layer_name == "backbone.layer4"
+    with torch.inference_mode():
+        assert explainer.explain(torch.randn(2, 3, 32, 32)).shape == (2, 32, 32)
+    baseline = IntegratedGradients(model).make_baseline(torch.zeros(1, 3, 2, 2))
+    torch.testing.assert_close(baseline[0, 0, 0, 0], torch.tensor(-0.485 / 0.229))

@@ -7,7 +7,7 @@ import timm
 import torch
 from captum.attr import IntegratedGradients as CaptumIG
 
-from conftest import randomize_batchnorm
+from interpret_models import randomize_batchnorm
 
 from interpret import IntegratedGradients
 from interpret.integrated_gradients import gaussian_blur, quadrature

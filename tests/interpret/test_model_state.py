@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_cnn
+from interpret_models import tiny_cnn
 
 from interpret import get_explainer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import Wrapper
+from interpret_models import Wrapper
 from PIL import Image
 
 from interpret import apply_colormap, compare_methods, explain_prediction, make_grid, overlay_heatmap, visualize_batch
