@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# `import cb_helpers`, also in DDP spawn children. The repository root goes on sys.path too: with
-# tests/ on sys.path (pytest's prepend mode puts it there for tests/conftest.py), the folder
-# tests/callbacks would otherwise shadow the `callbacks` package as a namespace package, because
-# the editable install finds packages through a meta-path finder consulted after sys.path.
+# `import cb_helpers`, also in DDP spawn children; the repository root first, so the packages
+# under test are imported from the working tree (test folders are named test_*, never after a package).
 for _path in (str(Path(__file__).parent), str(REPO)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
