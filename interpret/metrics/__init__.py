@@ -1,0 +1,58 @@
+"""How good is an explanation: faithfulness, robustness, localisation and sanity metrics.
+
+Plain PyTorch, batched (every metric takes a chunk-size argument and never runs one pixel or one
+image at a time). Every metric takes ``(model, images, maps, targets)`` first: ``images`` are
+normalised model inputs ``(B, C, H, W)``, ``maps`` saliency ``(B, H, W)`` (higher = more
+important), ``targets`` the ``(B,)`` classes explained (None: the predicted ones).
+
+- :func:`deletion_insertion`, :func:`deletion`, :func:`insertion`: RISE curves and AUCs.
+- :func:`max_sensitivity`: the explanation's change under uniform pixel noise (Yeh et al.).
+- :func:`pointing_game`, :func:`energy_in_mask`, :func:`mask_iou`, :func:`localisation`: against object masks.
+- :func:`model_randomisation`: Adebayo et al.'s cascading randomisation sanity check.
+- :class:`RandomMap`, :class:`CentreGaussianMap`: baselines scored beside the methods.
+- :func:`evaluate_methods`: all of it for several methods, as a table with 95% intervals.
+"""
+
+from interpret.metrics.baselines import CentreGaussianMap, RandomMap, centre_gaussian_map, random_map
+from interpret.metrics.deletion_insertion import (
+    CurveResult,
+    blurred,
+    deletion,
+    deletion_insertion,
+    insertion,
+    pixel_counts,
+    trapezoid_auc,
+)
+from interpret.metrics.evaluate import DIRECTIONS, MethodTable, MetricSummary, bootstrap_interval, evaluate_methods
+from interpret.metrics.localisation import LocalisationResult, energy_in_mask, localisation, mask_iou, pointing_game
+from interpret.metrics.randomisation import RandomisationResult, default_randomisation_layers, model_randomisation, spearman
+from interpret.metrics.sensitivity import max_sensitivity
+
+__all__ = [
+    "DIRECTIONS",
+    "CentreGaussianMap",
+    "CurveResult",
+    "LocalisationResult",
+    "MethodTable",
+    "MetricSummary",
+    "RandomMap",
+    "RandomisationResult",
+    "blurred",
+    "bootstrap_interval",
+    "centre_gaussian_map",
+    "default_randomisation_layers",
+    "deletion",
+    "deletion_insertion",
+    "energy_in_mask",
+    "evaluate_methods",
+    "insertion",
+    "localisation",
+    "mask_iou",
+    "max_sensitivity",
+    "model_randomisation",
+    "pixel_counts",
+    "pointing_game",
+    "random_map",
+    "spearman",
+    "trapezoid_auc",
+]
