@@ -1,13 +1,15 @@
 """FeatureMonitorCallback: streamed activation statistics of named layers, reduced across ranks.
 
-The maths are small pure functions (:func:`activation_sums`, :func:`merge_sums`,
-:func:`finalize_stats`), tested without a Trainer; the callback only decides when to hook which
-layer, reduces the running sums across ranks and logs.
+The maths are small pure functions (:func:`activation_stats`, :func:`merge_moments`,
+:func:`merge_stats`, :func:`finalize_stats`, :func:`auto_layer_names`), tested without a Trainer;
+the callback only decides when to hook which layer and logs through Lightning's metric path,
+which merges the ranks' statistics without a collective of the callback's own.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -17,55 +19,86 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+from torchmetrics import Metric
 from typing_extensions import override
-
-from callbacks.image_logging import log_scalars
 
 __all__ = [
     "DEFAULT_REDUCTIONS",
     "FeatureMonitorCallback",
-    "activation_sums",
+    "LayerStats",
+    "activation_stats",
+    "auto_layer_names",
     "finalize_stats",
-    "merge_sums",
+    "merge_moments",
+    "merge_stats",
     "resolve_layers",
 ]
 
 log = logging.getLogger(__name__)
 
-#: How each running sum combines across batches and ranks: ``"sum"``, ``"max"`` or ``"min"``.
-DEFAULT_REDUCTIONS: dict[str, str] = {"count": "sum", "sum": "sum", "sum_sq": "sum", "zeros": "sum", "max": "max"}
+#: How each statistic other than ``count/mean/m2`` combines across batches and ranks: ``"sum"``, ``"max"`` or ``"min"``.
+DEFAULT_REDUCTIONS: dict[str, str] = {"zeros": "sum", "max": "max"}
 _IDENTITY = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}
 
 
 # --------------------------------------------------------------------------- pure functions
-def activation_sums(x: Tensor) -> dict[str, Tensor]:
-    """Running sums of one activation tensor, as float64 scalars on its device.
+#: The three statistics every layer keeps, merged with Chan's parallel formula (float64).
+MOMENT_KEYS: tuple[str, str, str] = ("count", "mean", "m2")
+
+
+def activation_stats(x: Tensor) -> dict[str, Tensor]:
+    """Statistics of one activation tensor, as float64 scalars on its device.
 
     Returns:
-        ``count`` (number of elements), ``sum``, ``sum_sq`` (sum of squares), ``zeros`` (number of
-        elements exactly zero) and ``max``.
+        ``count`` (number of elements), ``mean``, ``m2`` (sum of squared deviations from the
+        mean, computed in float64 in two passes, so it stays exact when ``|mean| >> std``),
+        ``zeros`` (number of elements exactly zero) and ``max``.
     """
     x = x.detach()
-    if not x.is_floating_point():
-        x = x.float()
-    flat = x.reshape(-1)
+    flat = x.reshape(-1).double()
+    count = torch.tensor(float(flat.numel()), dtype=torch.float64, device=flat.device)
+    if flat.numel() == 0:
+        zero = torch.zeros((), dtype=torch.float64, device=flat.device)
+        return {"count": count, "mean": zero, "m2": zero, "zeros": zero, "max": zero - float("inf")}
+    mean = flat.mean()
+    centred = flat - mean
     return {
-        "count": torch.tensor(float(flat.numel()), dtype=torch.float64, device=flat.device),
-        "sum": flat.sum(dtype=torch.float64),
-        "sum_sq": torch.dot(flat.float(), flat.float()).double(),
+        "count": count,
+        "mean": mean,
+        "m2": torch.dot(centred, centred),
         "zeros": (flat == 0).sum().double(),
-        "max": flat.max().double() if flat.numel() else torch.tensor(float("-inf"), dtype=torch.float64),
+        "max": flat.max(),
     }
 
 
-def merge_sums(
-    acc: Mapping[str, Tensor] | None, new: Mapping[str, Tensor], reductions: Mapping[str, str] = DEFAULT_REDUCTIONS
+def merge_moments(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Chan et al.'s parallel merge of ``(count, mean, m2)`` of two disjoint sets of values.
+
+    Exact in exact arithmetic and stable in floating point (no ``E[x^2] - mean^2`` cancellation);
+    a side with ``count == 0`` leaves the other unchanged.
+    """
+    na, nb = a["count"], b["count"]
+    n = na + nb
+    safe = torch.where(n > 0, n, torch.ones_like(n))
+    delta = b["mean"] - a["mean"]
+    mean = torch.where(n > 0, a["mean"] + delta * (nb / safe), a["mean"])
+    m2 = a["m2"] + b["m2"] + delta * delta * (na * nb / safe)
+    return {"count": n, "mean": mean, "m2": m2}
+
+
+def merge_stats(
+    acc: Mapping[str, Tensor] | None, new: Mapping[str, Tensor], reductions: Mapping[str, str] | None = None
 ) -> dict[str, Tensor]:
-    """Combine two sets of running sums key by key with each key's reduction (sum, max or min)."""
+    """Combine two sets of statistics: ``count/mean/m2`` with :func:`merge_moments`, every
+    other key with its reduction in ``reductions`` (``sum``, ``max`` or ``min``)."""
+    reductions = DEFAULT_REDUCTIONS if reductions is None else reductions
     if acc is None:
         return dict(new)
     out = dict(acc)
+    out.update(merge_moments(acc, new))
     for key, value in new.items():
+        if key in MOMENT_KEYS:
+            continue
         op = reductions.get(key)
         if op is None:
             raise KeyError(f"statistic {key!r} has no reduction; add it to `reductions` (sum, max or min)")
@@ -82,17 +115,88 @@ def merge_sums(
     return out
 
 
-def finalize_stats(sums: Mapping[str, Tensor]) -> dict[str, float]:
-    """Turn running sums into ``mean``, ``std`` (population), ``sparsity`` and ``max``.
+def finalize_stats(stats: Mapping[str, Tensor]) -> dict[str, float]:
+    """Turn merged statistics into ``mean``, ``std`` (population), ``sparsity`` and ``max``.
 
-    Empty sums (``count == 0``) give an empty dict.
+    Without any value (``count == 0``) every statistic is NaN.
     """
-    count = float(sums["count"])
+    count = float(stats["count"])
     if count <= 0:
-        return {}
-    mean = float(sums["sum"]) / count
-    var = max(float(sums["sum_sq"]) / count - mean * mean, 0.0)
-    return {"mean": mean, "std": var**0.5, "sparsity": float(sums["zeros"]) / count, "max": float(sums["max"])}
+        return {k: float("nan") for k in ("mean", "std", "sparsity", "max")}
+    var = max(float(stats["m2"]) / count, 0.0)
+    return {
+        "mean": float(stats["mean"]),
+        "std": var**0.5,
+        "sparsity": float(stats["zeros"]) / count,
+        "max": float(stats["max"]),
+    }
+
+
+def auto_layer_names(model: nn.Module, k: int = 3) -> list[str]:
+    """``k`` evenly spaced feature stages of ``model``, the last one included.
+
+    The stages are the ``feature_info`` of the first timm model found in ``model`` (e.g.
+    ``layer1..layer4`` of a ResNet, ``stages.0..3`` of a ConvNeXt, ``blocks.0..11`` of a ViT),
+    prefixed with its name in ``model``. Without ``feature_info``, the children with parameters of
+    the first module (going down from ``model`` while there is a single such child, or into its
+    largest ``ModuleList``/``Sequential``) that has several.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    candidates: list[str] = []
+    for prefix, module in model.named_modules():
+        info = getattr(module, "feature_info", None)
+        names = _feature_info_modules(info)
+        if names:
+            candidates = [f"{prefix}.{n}" if prefix else n for n in names]
+            break
+    if not candidates:
+        candidates = _stage_children(model)
+    modules = dict(model.named_modules())
+    candidates = [c for c in candidates if c in modules]
+    if not candidates:
+        raise ValueError(
+            "FeatureMonitorCallback.layer_names=auto found no feature stages in the model; "
+            "list named_modules() names in callbacks.feature_monitor.layer_names"
+        )
+    n = len(candidates)
+    if n <= k:
+        return candidates
+    picks = sorted({round((i + 1) * n / k) - 1 for i in range(k)})
+    return [candidates[i] for i in picks]
+
+
+def _feature_info_modules(info: Any) -> list[str]:
+    """Module names of a timm ``feature_info`` (a list of dicts, or a ``FeatureInfo``)."""
+    if info is None:
+        return []
+    if hasattr(info, "module_name"):
+        try:
+            return [str(n) for n in info.module_name()]
+        except Exception:  # noqa: BLE001 - an odd feature_info: fall back to the children
+            return []
+    if isinstance(info, (list, tuple)) and all(isinstance(d, Mapping) and "module" in d for d in info):
+        return [str(d["module"]) for d in info]
+    return []
+
+
+def _stage_children(model: nn.Module) -> list[str]:
+    def with_params(module: nn.Module) -> list[tuple[str, nn.Module]]:
+        return [(n, c) for n, c in module.named_children() if any(True for _ in c.parameters())]
+
+    prefix, module = "", model
+    for _ in range(8):
+        children = with_params(module)
+        seqs = [(n, c) for n, c in children if isinstance(c, (nn.ModuleList, nn.Sequential)) and len(c) > 1]
+        if seqs:
+            name, seq = max(seqs, key=lambda nc: sum(p.numel() for p in nc[1].parameters()))
+            return [f"{prefix}{name}.{n}" for n, _ in with_params(seq)]
+        if len(children) == 1:
+            name, module = children[0]
+            prefix = f"{prefix}{name}."
+            continue
+        return [f"{prefix}{n}" for n, _ in children]
+    return []
 
 
 def resolve_layers(model: nn.Module, layer_names: Sequence[str], where: str = "layer_names") -> dict[str, nn.Module]:
@@ -119,74 +223,152 @@ def resolve_layers(model: nn.Module, layer_names: Sequence[str], where: str = "l
     return out
 
 
+# --------------------------------------------------------------------------- rank reduction
+def _merge_rows(rows: Tensor, keys: tuple[str, ...], reductions: Mapping[str, str]) -> Tensor:
+    """Fold ``(R, len(keys))`` rows of statistics (one row per rank) into one row."""
+    acc: dict[str, Tensor] | None = None
+    for row in rows.reshape(-1, len(keys)):
+        new = dict(zip(keys, row))
+        acc = merge_stats(acc, new, reductions)
+    assert acc is not None
+    return torch.stack([acc[k] for k in keys])
+
+
+class LayerStats(Metric):
+    """Running statistics of one layer as a torchmetrics state: one float64 vector ordered as
+    ``keys`` (``count, mean, m2`` first). Its rank reduction is the Chan/Welford merge (plus
+    sum/max/min for the other keys), run by torchmetrics when Lightning computes the logged
+    metrics at the epoch's end, on every rank at the same point of Lightning's own metric sync."""
+
+    full_state_update = False
+
+    def __init__(self, keys: Sequence[str], reductions: Mapping[str, str]) -> None:
+        super().__init__(sync_on_compute=True, compute_with_cache=True)
+        self.keys = tuple(keys)
+        self.reductions = dict(reductions)
+        identity = [0.0 if k in MOMENT_KEYS else _IDENTITY[self.reductions[k]] for k in self.keys]
+        reduce = functools.partial(_merge_rows, keys=self.keys, reductions=self.reductions)
+        self.add_state("stats", default=torch.tensor(identity, dtype=torch.float64), dist_reduce_fx=reduce)
+
+    def update(self, stats: Mapping[str, Tensor]) -> None:
+        new = torch.stack([stats[k].to(self.stats) for k in self.keys])
+        self.stats = _merge_rows(torch.stack([self.stats, new]), self.keys, self.reductions)
+
+    def compute(self) -> Tensor:
+        return self.stats.clone()
+
+    def as_dict(self, vector: Tensor) -> dict[str, Tensor]:
+        return dict(zip(self.keys, vector))
+
+
+class _StatView(Metric):
+    """One logged scalar ``features/{layer}/{name}`` read from the layer's synced statistics."""
+
+    full_state_update = False
+
+    def __init__(self, owner: FeatureMonitorCallback, layer: str, name: str) -> None:
+        super().__init__(sync_on_compute=False, compute_with_cache=False)
+        self._owner = owner
+        self._layer = layer
+        self._name = name
+
+    def update(self) -> None:
+        pass
+
+    def compute(self) -> Tensor:
+        return torch.tensor(self._owner._epoch_value(self._layer, self._name), dtype=torch.float32)
+
+
 # --------------------------------------------------------------------------- callback
 class FeatureMonitorCallback(Callback):
     """Log activation statistics of named layers: ``features/{layer}/mean|std|sparsity|max``.
 
-    On every logged epoch (``current_epoch % log_every_n_epochs == 0``) forward hooks are put on
-    the layers for the first ``num_batches`` training batches (added at each batch's start and
-    removed once its forward pass is done, before backward; also when training raises). Each
-    hook folds its output into running sums (``count``, ``sum``, ``sum_sq``, ``zeros``,
-    ``max``), so memory is O(layers) whatever the number of batches.
-    At the epoch's end the sums are reduced across ranks (sums added, maxima
-    maxed), so the logged values equal those of one process seeing all ranks' batches, and rank
-    zero logs them at step ``trainer.global_step``. ``sparsity`` is the fraction of activations
-    exactly zero (e.g. after a ReLU).
+    On every logged epoch (``current_epoch % log_every_n_epochs == 0``: epochs 0, n, 2n, ...)
+    forward hooks are put on the layers for the first ``num_batches`` training batches (added at
+    each batch's start and removed once its forward pass is done, before backward; also when
+    training raises). Each hook folds its output into running statistics (``count``, ``mean``,
+    ``m2`` merged with Chan's parallel formula in float64, ``zeros``, ``max``), so memory is
+    O(layers) whatever the number of batches and ``std`` stays exact when ``|mean| >> std``.
 
-    Layer names are ``named_modules()`` names, checked at ``setup``; a wrong one fails with the
-    closest names. For the timm ResNet classifier: ``backbone.layer2``, ``backbone.layer3``,
-    ``backbone.layer4``.
+    The values are logged through Lightning's own metric path (``pl_module.log`` of torchmetrics
+    states, epoch level): the statistics are merged across DDP ranks when Lightning computes its
+    epoch metrics, which every rank does at the same point (the progress bar on rank zero, the
+    logger connector on the others). The callback itself never calls a collective, so it
+    cannot deadlock against a progress bar, checkpointing or early stopping. The logged values
+    equal those of one process seeing all ranks' batches, at the epoch's end step.
+    ``sparsity`` is the fraction of activations exactly zero (e.g. after a ReLU).
+
+    ``layer_names="auto"`` (the default) picks 3 evenly spaced feature stages of the model, the
+    last included (:func:`auto_layer_names`: timm's ``feature_info``, e.g. ``backbone.layer1,
+    backbone.layer2, backbone.layer4`` for a ResNet, ``backbone.stages.0/2/3`` for a ConvNeXt,
+    ``backbone.blocks.3/7/11`` for a ViT). Names are ``named_modules()`` names, checked at
+    ``setup``; a wrong one fails with the closest names.
 
     Custom statistics (the override point): add running sums in :meth:`batch_statistics`, say
-    how they combine in ``reductions``, derive the logged values in :meth:`epoch_statistics`::
+    how they combine in ``reductions``, name the logged values in ``stat_names`` and derive them
+    in :meth:`epoch_statistics`::
 
         class L1FeatureMonitor(FeatureMonitorCallback):
             reductions = {**FeatureMonitorCallback.reductions, "abs_sum": "sum"}
+            stat_names = (*FeatureMonitorCallback.stat_names, "l1")
 
             def batch_statistics(self, layer_name, output):
-                sums = super().batch_statistics(layer_name, output)
-                sums["abs_sum"] = output.detach().abs().sum(dtype=torch.float64)
-                return sums
-
-            def epoch_statistics(self, layer_name, sums):
-                stats = super().epoch_statistics(layer_name, sums)
-                stats["l1"] = float(sums["abs_sum"] / sums["count"])  # -> features/{layer}/l1
+                stats = super().batch_statistics(layer_name, output)
+                stats["abs_sum"] = output.detach().abs().sum(dtype=torch.float64)
                 return stats
 
+            def epoch_statistics(self, layer_name, stats):
+                values = super().epoch_statistics(layer_name, stats)
+                values["l1"] = float(stats["abs_sum"] / stats["count"])  # -> features/{layer}/l1
+                return values
+
     Args:
-        layer_names: one or more ``named_modules()`` names.
+        layer_names: ``"auto"``, or one or more ``named_modules()`` names.
         log_every_n_epochs: collect and log on epochs 0, n, 2n, ...
         num_batches: how many training batches of a logged epoch to collect from (>= 1).
     """
 
-    #: How each running statistic combines across batches and ranks (sum, max or min).
+    #: How each statistic other than count/mean/m2 combines across batches and ranks (sum, max or min).
     reductions: ClassVar[dict[str, str]] = dict(DEFAULT_REDUCTIONS)
+    #: The values :meth:`epoch_statistics` returns, logged as ``features/{layer}/{name}``.
+    stat_names: ClassVar[tuple[str, ...]] = ("mean", "std", "sparsity", "max")
 
-    def __init__(self, layer_names: str | Sequence[str], log_every_n_epochs: int = 1, num_batches: int = 10) -> None:
+    def __init__(
+        self, layer_names: str | Sequence[str] = "auto", log_every_n_epochs: int = 1, num_batches: int = 10
+    ) -> None:
         super().__init__()
         names = [layer_names] if isinstance(layer_names, str) else list(layer_names or [])
         if not names or not all(isinstance(n, str) and n for n in names):
-            raise ValueError(f"`layer_names` must be one or more named_modules() names, got {layer_names!r}")
+            raise ValueError(f"`layer_names` must be 'auto' or one or more named_modules() names, got {layer_names!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"`layer_names` lists a layer twice: {names}")
+        if "auto" in names and len(names) > 1:
+            raise ValueError(f"`layer_names` is either 'auto' or a list of layer names, got {names}")
         _check_positive_int("log_every_n_epochs", log_every_n_epochs)
         _check_positive_int("num_batches", num_batches)
+        for key, op in self.reductions.items():
+            if key not in MOMENT_KEYS and op not in _IDENTITY:
+                raise ValueError(f"reduction of {key!r} can be sum, max or min, got {op!r}")
         self.layer_names = names
         self.log_every_n_epochs = log_every_n_epochs
         self.num_batches = num_batches
         self._layers: dict[str, nn.Module] = {}
-        self._sums: dict[str, dict[str, Tensor]] = {}
+        self._metrics: dict[str, LayerStats] = {}
+        self._views: dict[str, dict[str, _StatView]] = {}
+        self._epoch_cache: dict[str, dict[str, float]] = {}
         self._handles: list[RemovableHandle] = []
         self._last_logged_epoch = -1
 
     # ------------------------------------------------------------------ override points
     def batch_statistics(self, layer_name: str, output: Tensor) -> dict[str, Tensor]:
-        """Running sums of one layer output for one batch; every key needs a ``reductions`` entry."""
-        return activation_sums(output)
+        """Statistics of one layer output for one batch; keys other than count/mean/m2 need a
+        ``reductions`` entry."""
+        return activation_stats(output)
 
-    def epoch_statistics(self, layer_name: str, sums: Mapping[str, Tensor]) -> dict[str, float]:
-        """The values logged as ``features/{layer_name}/{key}`` from the rank-reduced sums."""
-        return finalize_stats(sums)
+    def epoch_statistics(self, layer_name: str, stats: Mapping[str, Tensor]) -> dict[str, float]:
+        """The values logged as ``features/{layer_name}/{key}`` (keys: ``stat_names``) from the
+        rank-merged statistics."""
+        return finalize_stats(stats)
 
     # ------------------------------------------------------------------ hooks
     @property
@@ -194,16 +376,30 @@ class FeatureMonitorCallback(Callback):
     def state_key(self) -> str:
         return self._generate_state_key(layer_names=tuple(self.layer_names))
 
+    @property
+    def resolved_layer_names(self) -> list[str]:
+        """The layers monitored (after ``setup``; ``"auto"`` resolved)."""
+        return list(self._layers)
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._layers = resolve_layers(pl_module, self.layer_names, where="FeatureMonitorCallback.layer_names")
+        names = auto_layer_names(pl_module) if self.layer_names == ["auto"] else self.layer_names
+        self._layers = resolve_layers(pl_module, names, where="FeatureMonitorCallback.layer_names")
+        keys = (*MOMENT_KEYS, *(k for k in self.reductions if k not in MOMENT_KEYS))
+        device = pl_module.device
+        self._metrics = {name: LayerStats(keys, self.reductions).to(device) for name in self._layers}
+        self._views = {name: {s: _StatView(self, name, s) for s in self.stat_names} for name in self._layers}
+        if stage == "fit" and trainer.is_global_zero:
+            log.info("FeatureMonitorCallback: monitoring %s", ", ".join(self._layers))
 
     def _collecting(self, trainer: pl.Trainer) -> bool:
         return trainer.current_epoch % self.log_every_n_epochs == 0 and trainer.current_epoch != self._last_logged_epoch
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sums = {}
+        for metric in self._metrics.values():
+            metric.reset()
+        self._epoch_cache = {}
 
     @override
     def on_train_batch_start(
@@ -225,21 +421,26 @@ class FeatureMonitorCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._remove_hooks()
+        if batch_idx >= self.num_batches or not self._collecting(trainer):
+            return
+        # Every rank logs the same keys in the same order (whatever it collected): Lightning
+        # merges them across ranks at the epoch's end.
+        for name, views in self._views.items():
+            for stat, view in views.items():
+                view.update()
+                pl_module.log(
+                    f"features/{name}/{stat}",
+                    view,
+                    on_step=False,
+                    on_epoch=True,
+                    metric_attribute=f"_feature_monitor/{name}/{stat}",
+                )
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
-        if not self._collecting(trainer):
-            return
-        # Every rank takes part in the same reductions, whatever it collected.
-        reduced = self._reduce(trainer, self._sums)
-        self._sums = {}
-        self._last_logged_epoch = trainer.current_epoch
-        metrics: dict[str, float] = {}
-        for name in self.layer_names:
-            for key, value in self.epoch_statistics(name, reduced[name]).items():
-                metrics[f"features/{name}/{key}"] = value
-        log_scalars(trainer, metrics)
+        if self._collecting(trainer):
+            self._last_logged_epoch = trainer.current_epoch
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -248,7 +449,6 @@ class FeatureMonitorCallback(Callback):
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._remove_hooks()
-        self._sums = {}
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -265,34 +465,27 @@ class FeatureMonitorCallback(Callback):
             if tensor is None:
                 return
             with torch.no_grad():
-                stats = self.batch_statistics(name, tensor)
-                self._sums[name] = merge_sums(self._sums.get(name), stats, self.reductions)
+                self._metrics[name].update(self.batch_statistics(name, tensor))
 
         return hook
+
+    def _epoch_value(self, layer: str, stat: str) -> float:
+        """Called by Lightning (through :class:`_StatView`) when it computes the epoch metrics."""
+        if layer not in self._epoch_cache:
+            metric = self._metrics[layer]
+            merged = metric.as_dict(metric.compute().cpu())  # synced across ranks by torchmetrics
+            values = self.epoch_statistics(layer, merged)
+            missing = [s for s in self.stat_names if s not in values]
+            if missing:
+                raise KeyError(
+                    f"{type(self).__name__}.epoch_statistics returned no {missing}: return every name in stat_names"
+                )
+            self._epoch_cache[layer] = values
+        return float(self._epoch_cache[layer][stat])
 
     def _remove_hooks(self) -> None:
         while self._handles:
             self._handles.pop().remove()
-
-    def _reduce(self, trainer: pl.Trainer, sums: dict[str, dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
-        device = trainer.strategy.root_device
-        keys_by_op: dict[str, list[tuple[str, str]]] = {}
-        for key, op in self.reductions.items():
-            if op not in _IDENTITY:
-                raise ValueError(f"reduction of {key!r} can be sum, max or min, got {op!r}")
-            for name in self.layer_names:
-                keys_by_op.setdefault(op, []).append((name, key))
-        out: dict[str, dict[str, Tensor]] = {name: {} for name in self.layer_names}
-        for op, entries in keys_by_op.items():
-            values = torch.tensor(
-                [float(sums.get(n, {}).get(k, _IDENTITY[op])) for n, k in entries], dtype=torch.float64, device=device
-            )
-            if trainer.world_size > 1:
-                values = trainer.strategy.reduce(values, reduce_op=op)
-            for (name, key), value in zip(entries, values.cpu()):
-                out[name][key] = value
-        return out
-
 
 
 def _first_tensor(output: Any) -> Tensor | None:

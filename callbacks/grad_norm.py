@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor
+from lightning.pytorch.utilities import grad_norm as lightning_grad_norm
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
@@ -27,27 +28,30 @@ def layer_group(param_name: str, common_prefix: str = "") -> str:
 
 
 def grad_norms(
-    named_grads: Iterable[tuple[str, Tensor]], norm_type: float = 2.0, group_of: Callable[[str], str] = layer_group
+    module: nn.Module, norm_type: float = 2.0, group_of: Callable[[str], str] = layer_group
 ) -> dict[str, Tensor]:
     """Gradient norms per group and in total (the norm of all gradients together).
 
+    Each parameter's norm comes from :func:`lightning.pytorch.utilities.grad_norm`; a group's norm
+    is the p-norm of its parameters' p-norms (equal to the p-norm of the concatenated gradients,
+    also for ``inf``), and so is ``total``.
+
     Args:
-        named_grads: ``(group_or_param_name, grad)`` pairs; ``group_of(name)`` maps a name to its group.
+        module: the module whose parameters' ``.grad`` are measured (parameters without one are skipped).
         norm_type: the p of the p-norm, or ``math.inf`` for the max-norm.
-        group_of: maps a name to its group name.
+        group_of: maps a parameter name to its group name.
 
     Returns:
         ``{group: norm, ..., "total": norm}`` as float32 scalar tensors (empty without gradients).
     """
+    prefix = f"grad_{float(norm_type)}_norm/"
     by_group: dict[str, list[Tensor]] = defaultdict(list)
-    for name, grad in named_grads:
-        by_group[group_of(name)].append(grad.detach())
+    for key, value in lightning_grad_norm(module, norm_type, group_separator="/").items():
+        if key.startswith(prefix):
+            by_group[group_of(key[len(prefix) :])].append(torch.as_tensor(value).float())
     if not by_group:
         return {}
-    out: dict[str, Tensor] = {}
-    for group, grads in by_group.items():
-        norms = torch._foreach_norm(grads, norm_type)
-        out[group] = torch.linalg.vector_norm(torch.stack(norms).float(), norm_type)
+    out = {group: torch.linalg.vector_norm(torch.stack(norms), norm_type) for group, norms in by_group.items()}
     out["total"] = torch.linalg.vector_norm(torch.stack(list(out.values())), norm_type)
     return out
 
@@ -55,15 +59,18 @@ def grad_norms(
 class GradNormMonitor(Callback):
     """Log the total gradient norm and one norm per layer group every ``log_every_n_steps`` steps.
 
-    Norms are taken in ``on_before_optimizer_step``: after backward (and after gradient
-    accumulation, AMP unscaling and the DDP all-reduce, so every rank holds the same gradients),
+    Schedule: the gradients of the optimizer steps that bring ``trainer.global_step`` to n, 2n,
+    3n, ... are measured, and logged at that step (the same convention as the other periodic
+    callbacks: steps n, 2n, ..., counted after the optimizer step). Norms are taken in
+    ``on_before_optimizer_step``: after backward (and after gradient accumulation, AMP unscaling
+    and the DDP all-reduce, so every rank holds the same gradients; no collective of its own),
     before gradient clipping and the optimizer step. Rank zero logs ``grad_norm/total`` and
     ``grad_norm/{group}``, where a group is the first name part below the name prefix all
     parameters share, e.g. ``backbone.layer1`` ... ``backbone.fc`` for the timm ResNet classifier.
     Override :meth:`group_name` for other groupings.
 
     Args:
-        log_every_n_steps: log at every optimizer step divisible by this (counting from 0).
+        log_every_n_steps: log at global steps n, 2n, ... (after the optimizer step).
         norm_type: the p of the p-norm (> 0), or ``"inf"`` for the max-norm.
     """
 
@@ -95,9 +102,9 @@ class GradNormMonitor(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
     ) -> None:
-        if trainer.global_step % self.log_every_n_steps != 0 or not trainer.is_global_zero:
+        step = trainer.global_step + 1  # the step this optimizer step completes
+        if step % self.log_every_n_steps != 0 or not trainer.is_global_zero:
             return
-        named = ((n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None)
-        norms = grad_norms(named, self.norm_type, group_of=self.group_name)
+        norms = grad_norms(pl_module, self.norm_type, group_of=self.group_name)
         if norms:
-            log_scalars(trainer, {f"grad_norm/{k}": v for k, v in norms.items()})
+            log_scalars(trainer, {f"grad_norm/{k}": v for k, v in norms.items()}, step=step)

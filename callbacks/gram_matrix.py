@@ -1,13 +1,16 @@
 """GramMatrixCallback: the cosine-similarity matrix of a global batch's features, to spot collapse.
 
-The maths are pure functions (:func:`gram_matrix`, :func:`mean_offdiag`, :func:`effective_rank`,
-:func:`even_indices`), tested without a Trainer; :func:`render_gram` draws the heatmap.
+The maths are pure functions (:func:`cosine_gram`, :func:`mean_offdiag`, :func:`effective_rank`,
+:func:`centre`, :func:`even_indices`), tested without a Trainer; :func:`render_gram` draws the heatmap.
+(The function is not called ``gram_matrix``: a package-level name must never shadow this module,
+or ``_target_: callbacks.gram_matrix.GramMatrixCallback`` stops resolving.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 import functools
+import logging
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,11 +25,22 @@ from typing_extensions import override
 
 from callbacks.image_logging import load_font, log_image, log_scalars
 
-__all__ = ["GramMatrixCallback", "effective_rank", "even_indices", "gram_matrix", "mean_offdiag", "render_gram"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "GramMatrixCallback",
+    "centre",
+    "cosine_gram",
+    "effective_rank",
+    "even_indices",
+    "gram_statistics",
+    "mean_offdiag",
+    "render_gram",
+]
 
 
 # --------------------------------------------------------------------------- pure functions
-def gram_matrix(features: Tensor) -> Tensor:
+def cosine_gram(features: Tensor) -> Tensor:
     """Cosine-similarity matrix of the rows of ``features``.
 
     Args:
@@ -74,6 +88,31 @@ def effective_rank(features: Tensor, normalize: bool = True) -> float:
     p = s / total
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def centre(features: Tensor) -> Tensor:
+    """``features`` (flattened per sample, float32) minus their mean over the batch (rows)."""
+    x = features.detach().float().reshape(features.shape[0], -1)
+    return x - x.mean(dim=0, keepdim=True)
+
+
+def gram_statistics(features: Tensor) -> dict[str, float]:
+    """The scalars the callback logs for one ``(N, D)`` batch of features (without prefix).
+
+    ``mean_offdiag`` and ``effective_rank`` of the raw features, and ``centered_mean_offdiag``
+    and ``centered_effective_rank`` of the features minus their batch mean. Raw post-ReLU
+    features are non-negative, so their cosines are high (~0.6 on an untrained network in train
+    mode, ~1 in eval) without any collapse; after centring only the variation between samples is
+    left: ``centered_effective_rank`` near 1 (or 0: all samples identical) is the collapse
+    signal, and ``centered_mean_offdiag`` stays near ``-1/(N-1)`` for healthy features.
+    """
+    centred = centre(features)
+    return {
+        "mean_offdiag": mean_offdiag(cosine_gram(features)),
+        "effective_rank": effective_rank(features),
+        "centered_mean_offdiag": mean_offdiag(cosine_gram(centred)),
+        "centered_effective_rank": effective_rank(centred),
+    }
 
 
 def even_indices(n: int, k: int) -> Tensor:
@@ -163,30 +202,47 @@ def _vertical_text(canvas: Image.Image, text: str, center: tuple[int, int], font
 class GramMatrixCallback(Callback):
     """Every ``log_every_n_steps`` optimizer steps, log the cosine-similarity matrix of a batch's features.
 
-    The features are ``outputs[feature_key]`` of ``training_step`` (for the project's
-    ``ImageClassifier``: ``"features"``, the pooled pre-logits ``(B, D)``). They are gathered
-    from all ranks (batches of different sizes are padded for the gather and trimmed), so the
-    matrix covers the global batch in rank order; more than ``max_samples`` rows are thinned to
-    ``max_samples`` evenly spaced ones (so every rank stays represented), L2-normalised, and
-    rank zero logs:
+    Schedule: at global steps n, 2n, 3n, ... (``trainer.global_step`` after the optimizer step,
+    in ``on_train_batch_end``). The features are ``outputs[feature_key]`` of ``training_step``
+    (for the project's ``ImageClassifier``: ``"features"``, the pooled pre-logits ``(B, D)``).
+    They are gathered from all ranks (batches of different sizes are padded for the gather and
+    trimmed), so the matrix covers the global batch in rank order; more than ``max_samples`` rows
+    are thinned to ``max_samples`` evenly spaced ones (so every rank stays represented), and rank
+    zero logs:
 
-    - ``gram_matrix``: the heatmap (viridis, fixed scale -1 to 1, colour bar, sample indices);
-    - ``gram_matrix/mean_offdiag``: mean cosine similarity between different samples (towards 1:
-      collapse);
-    - ``gram_matrix/effective_rank``: :func:`effective_rank` of the normalised features (towards
-      1: collapse);
+    - ``gram_matrix``: the heatmap of the raw features' cosines (fixed scale -1 to 1, colour bar,
+      sample indices);
+    - ``gram_matrix/mean_offdiag`` and ``gram_matrix/effective_rank`` of the raw features;
+    - ``gram_matrix/centered_mean_offdiag`` and ``gram_matrix/centered_effective_rank`` of the
+      features minus their batch mean. **Collapse shows in ``centered_effective_rank``** (towards
+      1, or 0 when all samples are identical); raw post-ReLU features are non-negative, so the raw
+      ``mean_offdiag`` is high (~0.6 untrained, ~1 in eval mode) without any collapse.
     - ``gram_matrix/num_samples``: how many samples the matrix covers.
 
-    It never interrupts training: a missing key, a non-dict output or a bad shape logs one
-    warning naming what is available and is skipped. Tensors are freed after use.
+    When ``centered_effective_rank`` falls below ``collapse_threshold``, rank zero warns once
+    (naming the step); ``collapse_warned`` records it, also in checkpoints.
+
+    The gather happens in ``on_train_batch_end``, which every rank reaches in lockstep and in which
+    neither Lightning's progress bars nor its checkpoint/early-stopping callbacks run a collective
+    (the progress bars only read step-level values there). Every rank always takes part in the
+    same collectives: a rank whose outputs lack the features says so in the first (size) gather,
+    and then every rank skips. It never interrupts training: a missing key, a non-dict output or
+    a bad shape logs one warning naming what is available and is skipped.
 
     Args:
         log_every_n_steps: log when ``trainer.global_step`` is a positive multiple of this.
         feature_key: the key of the ``training_step`` output dict holding ``(B, D)`` features.
         max_samples: the largest matrix side (>= 2).
+        collapse_threshold: warn when the centred effective rank is below this (> 0); None: never.
     """
 
-    def __init__(self, log_every_n_steps: int = 100, feature_key: str = "features", max_samples: int = 128) -> None:
+    def __init__(
+        self,
+        log_every_n_steps: int = 100,
+        feature_key: str = "features",
+        max_samples: int = 128,
+        collapse_threshold: float | None = 2.0,
+    ) -> None:
         super().__init__()
         if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be an int >= 1, got {log_every_n_steps!r}")
@@ -194,9 +250,17 @@ class GramMatrixCallback(Callback):
             raise ValueError(f"`feature_key` must be a key of the training_step output dict, got {feature_key!r}")
         if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 2:
             raise ValueError(f"`max_samples` must be an int >= 2, got {max_samples!r}")
+        if collapse_threshold is not None and (
+            isinstance(collapse_threshold, bool)
+            or not isinstance(collapse_threshold, (int, float))
+            or not collapse_threshold > 0
+        ):
+            raise ValueError(f"`collapse_threshold` must be a number > 0 or null, got {collapse_threshold!r}")
         self.log_every_n_steps = log_every_n_steps
         self.feature_key = feature_key
         self.max_samples = max_samples
+        self.collapse_threshold = None if collapse_threshold is None else float(collapse_threshold)
+        self.collapse_warned = False
         self._last_logged_step = -1
         self._warned = False
 
@@ -214,36 +278,47 @@ class GramMatrixCallback(Callback):
             return
         self._last_logged_step = step
         features = self._features(outputs)
-        if features is None:
-            return
-        features = _gather_rows(trainer, features.detach().reshape(features.shape[0], -1))
-        if not trainer.is_global_zero:
-            del features
+        if features is not None:
+            features = features.detach().reshape(features.shape[0], -1)
+        features = _gather_rows(trainer, features, pl_module.device)
+        if features is None or not trainer.is_global_zero:
             return
         n_total = features.shape[0]
         features = features[even_indices(n_total, self.max_samples).to(features.device)].float()
-        gram = gram_matrix(features)
-        scalars = {
-            "gram_matrix/mean_offdiag": mean_offdiag(gram),
-            "gram_matrix/effective_rank": effective_rank(features),
-            "gram_matrix/num_samples": float(features.shape[0]),
-        }
+        gram = cosine_gram(features)
+        stats = gram_statistics(features)
+        scalars = {f"gram_matrix/{k}": v for k, v in stats.items()}
+        scalars["gram_matrix/num_samples"] = float(features.shape[0])
         title = (
             f"step {step}: {features.shape[0]} of {n_total} samples, {trainer.world_size} rank(s); "
-            f"mean off-diag {scalars['gram_matrix/mean_offdiag']:.3f}"
+            f"mean off-diag {stats['mean_offdiag']:.3f}, centred eff. rank {stats['centered_effective_rank']:.2f}"
         )
         image = render_gram(gram, title)
         del features, gram
         log_scalars(trainer, scalars, step=step)
         log_image(trainer, "gram_matrix", image, step=step)
+        self._check_collapse(stats["centered_effective_rank"], step)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"last_logged_step": self._last_logged_step}
+        return {"last_logged_step": self._last_logged_step, "collapse_warned": self.collapse_warned}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._last_logged_step = int(state_dict.get("last_logged_step", -1))
+        self.collapse_warned = bool(state_dict.get("collapse_warned", False))
+
+    def _check_collapse(self, rank: float, step: int) -> None:
+        if self.collapse_threshold is None or self.collapse_warned or not rank < self.collapse_threshold:
+            return
+        self.collapse_warned = True
+        message = (
+            f"GramMatrixCallback: representation collapse at global step {step}: centred effective rank "
+            f"{rank:.3f} < collapse_threshold {self.collapse_threshold:g} (the features of different samples "
+            "vary along about one direction). Warned once; set callbacks.gram_matrix.collapse_threshold."
+        )
+        log.warning(message)
+        rank_zero_warn(message)
 
     def _features(self, outputs: Any) -> Tensor | None:
         if not isinstance(outputs, Mapping):
@@ -274,16 +349,24 @@ class GramMatrixCallback(Callback):
             rank_zero_warn(message)
 
 
-def _gather_rows(trainer: pl.Trainer, x: Tensor) -> Tensor:
-    """Concatenate ``x`` (N_r, D) of every rank in rank order; ranks may hold different N_r."""
+def _gather_rows(trainer: pl.Trainer, x: Tensor | None, device: torch.device) -> Tensor | None:
+    """Concatenate ``x`` (N_r, D) of every rank in rank order; ranks may hold different N_r.
+
+    Every rank runs the same collectives whatever it holds: first each rank's ``(N_r, D)`` (``-1``
+    when it has no features), then, only when every rank has features of one width, the rows.
+    Returns None when some rank has none (or the widths differ).
+    """
     if trainer.world_size <= 1:
         return x
     strategy = trainer.strategy
-    size = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
-    sizes = strategy.all_gather(size).reshape(-1).tolist()
-    longest = max(sizes)
-    padded = x.new_zeros((longest, *x.shape[1:]))
+    shape = [-1, -1] if x is None else [x.shape[0], x.shape[1]]
+    sizes = strategy.all_gather(torch.tensor(shape, device=device, dtype=torch.long)).reshape(-1, 2).tolist()
+    widths = {d for _, d in sizes}
+    if any(n < 0 for n, _ in sizes) or len(widths) != 1:
+        return None
+    assert x is not None
+    longest = max(n for n, _ in sizes)
+    padded = x.new_zeros((longest, x.shape[1]))
     padded[: x.shape[0]] = x
     gathered = strategy.all_gather(padded)  # (world, longest, D)
-    return torch.cat([gathered[r, : sizes[r]] for r in range(len(sizes))])
-
+    return torch.cat([gathered[r, : n] for r, (n, _) in enumerate(sizes)])

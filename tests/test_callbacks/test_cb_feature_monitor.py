@@ -10,7 +10,7 @@ import torch
 from cb_helpers import RaiseAt, TinyData, TinyNet, count_hooks
 
 from callbacks import FeatureMonitorCallback
-from callbacks.feature_monitor import activation_sums, finalize_stats, merge_sums
+from callbacks.feature_monitor import activation_stats, finalize_stats, merge_stats
 
 
 def expected_stats(model: TinyNet, data: TinyData, layer: str, num_batches: int) -> dict[str, float]:
@@ -28,7 +28,7 @@ def expected_stats(model: TinyNet, data: TinyData, layer: str, num_batches: int)
     finally:
         handle.remove()
     for o in outputs:
-        acc = merge_sums(acc, activation_sums(o))
+        acc = merge_stats(acc, activation_stats(o))
     return finalize_stats(acc)
 
 
@@ -51,8 +51,9 @@ def test_logs_on_the_scheduled_epochs_only(trainer_factory, tmp_path: Path) -> N
     trainer = trainer_factory([cb], max_epochs=3, limit_train_batches=3, limit_val_batches=0)
     trainer.fit(TinyNet(), TinyData(n=64))
     rows = list(csv.DictReader(next((tmp_path / "csv").rglob("metrics.csv")).open()))
-    steps = sorted(int(r["step"]) for r in rows if r.get("features/act2/mean"))
-    assert steps == [3, 9]  # trainer.global_step at the end of epochs 0 and 2 (3 steps per epoch)
+    logged = sorted((int(r["epoch"]), int(r["step"])) for r in rows if r.get("features/act2/mean"))
+    # epoch-level metrics of Lightning: the epoch's last step (3 steps per epoch), epochs 0 and 2
+    assert logged == [(0, 2), (2, 8)]
     assert cb.state_dict() == {"last_logged_epoch": 2}
 
 
@@ -90,6 +91,7 @@ class L1FeatureMonitor(FeatureMonitorCallback):
     """The documented override point: an extra statistic without copying the class."""
 
     reductions = {**FeatureMonitorCallback.reductions, "abs_sum": "sum"}
+    stat_names = (*FeatureMonitorCallback.stat_names, "l1")
 
     def batch_statistics(self, layer_name, output):
         sums = super().batch_statistics(layer_name, output)

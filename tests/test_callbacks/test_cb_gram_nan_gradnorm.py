@@ -34,7 +34,40 @@ def test_gram_matrix_logged_every_n_steps(trainer_factory, tmp_path: Path) -> No
     assert 1 <= float(trainer.callback_metrics["gram_matrix/effective_rank"]) <= 8
     rows = [r for r in csv_rows(tmp_path / "csv") if r.get("gram_matrix/mean_offdiag")]
     assert [int(r["step"]) for r in rows] == [2, 4]
-    assert cb.state_dict() == {"last_logged_step": 4}
+    assert cb.state_dict() == {"last_logged_step": 4, "collapse_warned": False}
+    for key in ("centered_mean_offdiag", "centered_effective_rank"):
+        assert all(r[f"gram_matrix/{key}"] for r in rows), key
+
+
+class CollapsedFeatures(TinyNet):
+    """Every sample gets the same (positive) feature vector: a fully collapsed representation."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = super().training_step(batch, batch_idx)
+        out["features"] = torch.linspace(1.0, 2.0, 16).expand(out["features"].shape[0], 16).clone()
+        return out
+
+
+def test_gram_collapse_warning_fires_once_with_the_step(trainer_factory, tmp_path: Path, caplog) -> None:
+    cb = GramMatrixCallback(log_every_n_steps=2, collapse_threshold=2.0)
+    trainer = trainer_factory([cb], limit_train_batches=6, limit_val_batches=0)
+    with pytest.warns(UserWarning, match=r"collapse at global step 2: centred effective rank 0\.000 < collapse_threshold 2") as rec:
+        trainer.fit(CollapsedFeatures(), TinyData(n=96, batch_size=16))
+    assert sum("representation collapse" in str(w.message) for w in rec) == 1  # once, though steps 4, 6 collapse too
+    assert cb.collapse_warned and cb.state_dict()["collapse_warned"] is True
+    rows = [r for r in csv_rows(tmp_path / "csv") if r.get("gram_matrix/mean_offdiag")]
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert all(float(r["gram_matrix/mean_offdiag"]) == pytest.approx(1.0, abs=1e-6) for r in rows)
+    assert all(float(r["gram_matrix/centered_effective_rank"]) == 0.0 for r in rows)
+
+
+def test_gram_no_collapse_warning_on_healthy_features(trainer_factory, recwarn) -> None:
+    cb = GramMatrixCallback(log_every_n_steps=2, collapse_threshold=2.0)
+    trainer = trainer_factory([cb], limit_train_batches=4, limit_val_batches=0)
+    trainer.fit(TinyNet(), TinyData(n=64, batch_size=16))
+    assert not any("collapse" in str(w.message) for w in recwarn.list)
+    assert not cb.collapse_warned
+    assert float(trainer.callback_metrics["gram_matrix/centered_effective_rank"]) > 2.0
 
 
 class LossOnly(TinyNet):
@@ -71,6 +104,8 @@ def test_gram_matrix_bad_arguments() -> None:
         GramMatrixCallback(max_samples=1)
     with pytest.raises(ValueError, match="log_every_n_steps"):
         GramMatrixCallback(log_every_n_steps=0)
+    with pytest.raises(ValueError, match="collapse_threshold"):
+        GramMatrixCallback(collapse_threshold=0)
 
 
 # ------------------------------------------------------------------ NaN guard
@@ -119,12 +154,12 @@ def test_grad_norms_logged_every_n_steps(trainer_factory, tmp_path: Path) -> Non
     class Probe(TinyNet):
         def on_before_optimizer_step(self, optimizer: Any) -> None:
             grads = [p.grad.flatten() for p in self.parameters() if p.grad is not None]
-            seen[self.global_step] = float(torch.cat(grads).norm())
+            seen[self.global_step + 1] = float(torch.cat(grads).norm())  # the step this update completes
 
     trainer = trainer_factory([GradNormMonitor(log_every_n_steps=2)], limit_train_batches=5, limit_val_batches=0)
     trainer.fit(Probe(), TinyData(n=80))
     rows = [r for r in csv_rows(tmp_path / "csv") if r.get("grad_norm/total")]
-    assert [int(r["step"]) for r in rows] == [0, 2, 4]
+    assert [int(r["step"]) for r in rows] == [2, 4]  # steps n, 2n, ... (issue 7 item 9), not 0
     for r in rows:
         assert float(r["grad_norm/total"]) == pytest.approx(seen[int(r["step"])], rel=1e-5)
         groups = [float(r[f"grad_norm/{g}"]) for g in ("conv1", "conv2", "head")]
