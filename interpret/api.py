@@ -12,20 +12,29 @@ import torch
 from PIL import Image
 from torch import nn
 
-from interpret.base import Explainer, ImageInput, TargetClass, parse_target_class, preserve_model_state
-from interpret.layers import find_vision_transformer, resolve_normalization
-from interpret.registry import _lookup, get_explainer
+from interpret.base import Explainer, ImageInput, TargetClass, frozen_eval, parse_target_class
+from interpret.images import is_pathlike, load_image
+from interpret.layers import find_vision_transformer
+from interpret.registry import _lookup, get_explainer, method_keywords
 from interpret.visualize import image_to_uint8, overlay_heatmap
 
 __all__ = ["compare_methods", "explain_prediction", "visualize_batch"]
 
 
 def _build(
-    model: nn.Module, method: str | Explainer, target_layer: str | nn.Module | None, kwargs: dict[str, Any] | None
+    model: nn.Module,
+    method: str | Explainer,
+    target_layer: str | nn.Module | None,
+    kwargs: dict[str, Any] | None,
+    inputs: dict[str, Any] | None = None,
 ) -> Explainer:
     if isinstance(method, Explainer):
         return method
     kwargs = dict(kwargs or {})
+    given = {k: v for k, v in (inputs or {}).items() if v is not None}
+    if given:
+        accepted = method_keywords(method, kwargs.get("base"))
+        kwargs.update({k: v for k, v in given.items() if accepted is None or k in accepted})
     if target_layer is not None:
         _, factory = _lookup(method)
         parameters = inspect.signature(factory).parameters
@@ -41,18 +50,20 @@ def _method_label(method: str | Explainer) -> str:
 
 
 def _predict(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    with preserve_model_state(model, freeze_params=False), torch.no_grad():
+    with frozen_eval(model, freeze_params=False), torch.no_grad():
         logits = model(batch)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         raise ValueError(f"the model must return logits (B, num_classes), got {type(logits).__name__}")
     return logits.float().softmax(dim=1)
 
 
-def _photo(model: nn.Module, image: Any) -> np.ndarray:
+def _photo(explainer: Explainer, image: Any) -> np.ndarray:
+    """The picture to draw on: a file or PIL image as it is, a tensor with its normalisation undone."""
+    if is_pathlike(image):
+        image = load_image(image)
     if isinstance(image, Image.Image):
         return image_to_uint8(image)
-    normalization = resolve_normalization(model)
-    mean, std = normalization if normalization is not None else (None, None)
+    mean, std = explainer.normalization if explainer.normalization is not None else (None, None)
     return image_to_uint8(image, mean, std)
 
 
@@ -66,13 +77,23 @@ def explain_prediction(
     alpha: float = 0.4,
     save_path: str | Path | None = None,
     return_heatmap: bool = True,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: int | Sequence[int] | None = None,
+    original_size: bool = False,
     **method_kwargs: Any,
 ) -> dict[str, Any]:
     """Predict one image and explain the prediction.
 
+    A file or PIL image is resized to the model's input size (``input_size``, else the timm data
+    config) and normalised with ``mean``/``std`` (else the timm data config) before it is
+    explained; the overlay is drawn on the original picture.
+
     Args:
         model: a model returning logits ``(B, num_classes)``.
-        image: a PIL image, a ``(C, H, W)`` tensor or a ``(1, C, H, W)`` batch (model input).
+        image: an image file path, a PIL image, a ``(C, H, W)`` tensor or a ``(1, C, H, W)``
+            batch (model input, already normalised).
         method: a registered method name (see :func:`interpret.get_explainer`) or an explainer.
         target_class: the class to explain; None for the predicted one.
         target_layer: layer for gradcam/gradcam++ (None: automatic).
@@ -80,15 +101,26 @@ def explain_prediction(
         alpha: heatmap opacity of the overlay.
         save_path: if given, the overlay is written there as an image file (folders are created).
         return_heatmap: include the heatmap in the result.
+        mean: per-channel normalisation mean of the model's inputs (e.g. the datamodule's).
+        std: per-channel normalisation std.
+        input_size: ``(H, W)`` or an int, the size files and PIL images are resized to.
+        original_size: return the heatmap at the picture's own size instead of the model's input size.
         **method_kwargs: passed to the method's constructor (e.g. ``steps=32``).
 
     Returns:
         ``{"predicted_class": int, "probability": float (of the predicted class),
         "target_class": int, "method": str, "heatmap": float32 (H, W) array in [0, 1],
         "overlay": uint8 (H, W, 3) array}`` (plus ``"save_path"`` when saved).
+
+    Raises:
+        FileNotFoundError: ``image`` is a path to no file; ValueError: not a readable image.
     """
-    explainer = _build(model, method, target_layer, method_kwargs)
-    batch, _, _, _ = explainer._prepare(image)
+    if is_pathlike(image):
+        image = load_image(image)
+    explainer = _build(
+        model, method, target_layer, method_kwargs, {"mean": mean, "std": std, "input_size": input_size}
+    )
+    batch = explainer._prepare(image)[0]
     if batch.shape[0] != 1:
         raise ValueError(
             f"explain_prediction takes one image, got a batch of {batch.shape[0]}; use visualize_batch for batches"
@@ -96,9 +128,9 @@ def explain_prediction(
     probabilities = _predict(model, batch)[0]
     predicted = int(probabilities.argmax())
     target = predicted if target_class is None else target_class
-    heatmap = explainer.explain(image, target_class=target)
+    heatmap = explainer.explain(image, target_class=target, original_size=original_size)
     heatmap = heatmap.reshape(heatmap.shape[-2:]).detach().float().cpu().numpy()
-    overlay = overlay_heatmap(_photo(model, image), heatmap, alpha=alpha, colormap=colormap)
+    overlay = overlay_heatmap(_photo(explainer, image), heatmap, alpha=alpha, colormap=colormap)
     result: dict[str, Any] = {
         "predicted_class": predicted,
         "probability": float(probabilities[predicted]),
@@ -134,6 +166,10 @@ def compare_methods(
     alpha: float = 0.4,
     show_input: bool = True,
     method_kwargs: dict[str, dict[str, Any]] | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: int | Sequence[int] | None = None,
 ) -> Any:
     """One matplotlib figure with a column per method (after the input image when ``show_input``).
 
@@ -149,12 +185,17 @@ def compare_methods(
         alpha: heatmap opacity.
         show_input: add a first column with the input and the prediction.
         method_kwargs: per-method constructor keywords, e.g. ``{"integrated_gradients": {"steps": 16}}``.
+        mean: per-channel normalisation mean (see :func:`explain_prediction`).
+        std: per-channel normalisation std.
+        input_size: the size files and PIL images are resized to.
 
     Returns:
         A ``matplotlib.figure.Figure`` (created without pyplot: no global state, no GUI backend).
     """
     from matplotlib.figure import Figure
 
+    if is_pathlike(image):
+        image = load_image(image)
     methods = list(methods) if methods is not None else _default_methods(model)
     if not methods:
         raise ValueError("methods must name at least one method")
@@ -176,6 +217,9 @@ def compare_methods(
             colormap=colormap,
             alpha=alpha,
             return_heatmap=False,
+            mean=mean,
+            std=std,
+            input_size=input_size,
             **kwargs,
         )
         prediction = prediction or result
@@ -184,7 +228,8 @@ def compare_methods(
         raise RuntimeError("no method produced a result")
     if show_input:
         caption = f"input: class {prediction['predicted_class']} ({prediction['probability']:.2f})"
-        columns.insert(0, (caption, _photo(model, image)))
+        photo_explainer = _build(model, "saliency", None, None, {"mean": mean, "std": std, "input_size": input_size})
+        columns.insert(0, (caption, _photo(photo_explainer, image)))
     figure = Figure(figsize=(2.6 * len(columns), 2.9), layout="constrained")
     axes = figure.subplots(1, len(columns), squeeze=False)[0]
     for axis, (title, picture) in zip(axes, columns, strict=True):
@@ -210,6 +255,10 @@ def visualize_batch(
     alpha: float = 0.4,
     batch_size: int = 32,
     prefix: str = "explanation",
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: int | Sequence[int] | None = None,
     **method_kwargs: Any,
 ) -> list[Path]:
     """Explain many images in batches and write one overlay file per image.
@@ -218,7 +267,7 @@ def visualize_batch(
 
     Args:
         model: a model returning logits.
-        images: a ``(N, C, H, W)`` tensor or a sequence of PIL images / ``(C, H, W)`` tensors.
+        images: a ``(N, C, H, W)`` tensor or a sequence of file paths, PIL images or ``(C, H, W)`` tensors.
         method: a method name or an explainer.
         output_dir: folder for the files (created).
         target_class: None (predicted), an int, or one per image.
@@ -227,13 +276,20 @@ def visualize_batch(
         alpha: heatmap opacity.
         batch_size: images per batch.
         prefix: file name prefix.
+        mean: per-channel normalisation mean (see :func:`explain_prediction`).
+        std: per-channel normalisation std.
+        input_size: the size files and PIL images are resized to.
         **method_kwargs: passed to the method's constructor.
 
     Returns:
         The written paths, in input order.
     """
-    explainer = _build(model, method, target_layer, method_kwargs)
-    items = list(images) if not isinstance(images, torch.Tensor) else None
+    explainer = _build(
+        model, method, target_layer, method_kwargs, {"mean": mean, "std": std, "input_size": input_size}
+    )
+    if is_pathlike(images):
+        images = [images]
+    items = [load_image(i) if is_pathlike(i) else i for i in images] if not isinstance(images, torch.Tensor) else None
     if isinstance(images, torch.Tensor) and images.ndim != 4:
         raise ValueError(f"images must be a (N, C, H, W) tensor or a list of images, got shape {tuple(images.shape)}")
     count = images.shape[0] if isinstance(images, torch.Tensor) else len(items or [])
@@ -246,10 +302,10 @@ def visualize_batch(
             chunk = images[start : start + batch_size] if isinstance(images, torch.Tensor) else None
             if chunk is None:
                 for item in (items or [])[start : start + batch_size]:
-                    batch, _, _, _ = explainer._prepare(item)
+                    batch = explainer._prepare(item)[0]
                     predicted.append(int(_predict(model, batch).argmax(dim=1)[0]))
             else:
-                batch, _, _, _ = explainer._prepare(chunk)
+                batch = explainer._prepare(chunk)[0]
                 predicted.extend(int(c) for c in _predict(model, batch).argmax(dim=1))
         targets: TargetClass = predicted
     else:
@@ -261,7 +317,7 @@ def visualize_batch(
     paths = []
     for index in range(count):
         image = images[index] if items is None else items[index]
-        overlay = overlay_heatmap(_photo(model, image), heatmaps[index], alpha=alpha, colormap=colormap)
+        overlay = overlay_heatmap(_photo(explainer, image), heatmaps[index], alpha=alpha, colormap=colormap)
         cls = int(resolved[index]) if resolved is not None else -1
         path = out / f"{prefix}_{index:04d}_class{cls}.png"
         Image.fromarray(overlay).save(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import numbers
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,8 +22,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from interpret.images import is_pathlike, load_image, pil_to_tensor
 from interpret.layers import (
     expected_in_channels,
+    input_size_of,
     find_vision_transformer,
     model_device,
     model_dtype,
@@ -34,7 +37,10 @@ __all__ = [
     "ImageInput",
     "TargetClass",
     "InvalidImageError",
+    "check_input_size",
+    "check_normalization",
     "check_target_range",
+    "frozen_eval",
     "local_grad",
     "normalize_maps",
     "parse_target_class",
@@ -43,7 +49,7 @@ __all__ = [
     "resize_maps",
 ]
 
-ImageInput = Image.Image | torch.Tensor
+ImageInput = Image.Image | torch.Tensor | str | os.PathLike
 TargetClass = int | Sequence[int] | torch.Tensor | np.ndarray | None
 
 
@@ -53,8 +59,12 @@ class InvalidImageError(TypeError, ValueError):
 
 # --------------------------------------------------------------------------- model state
 @contextlib.contextmanager
-def preserve_model_state(model: nn.Module, eval_mode: bool = True, freeze_params: bool = True) -> Iterator[None]:
-    """Run a block with the model in eval mode and frozen, then restore it exactly.
+def frozen_eval(model: nn.Module, eval_mode: bool = True, freeze_params: bool = True) -> Iterator[None]:
+    """Run a block with the model in eval mode and its parameters frozen, then restore it exactly.
+
+    This is what an explanation needs (no BatchNorm updates, no weight gradients). It does not
+    touch random number generators; ``callbacks.interpretation.preserve_rng_and_modes`` adds
+    those for use in the middle of training. ``preserve_model_state`` is the former name.
 
     Saved and restored: each module's ``training`` flag, each parameter's ``requires_grad`` and
     its ``.grad`` (the same tensor object, or None). Restoration happens on success and on
@@ -83,6 +93,10 @@ def preserve_model_state(model: nn.Module, eval_mode: bool = True, freeze_params
             p.grad = grad
 
 
+#: the former name of :func:`frozen_eval`
+preserve_model_state = frozen_eval
+
+
 @contextlib.contextmanager
 def local_grad() -> Iterator[None]:
     """Enable autograd inside the block, also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
@@ -91,37 +105,6 @@ def local_grad() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------- inputs
-def pil_to_tensor(
-    image: Image.Image,
-    channels: int | None = 3,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> torch.Tensor:
-    """Convert a PIL image to a float ``(C, H, W)`` tensor in [0, 1], then normalise it.
-
-    Args:
-        image: the PIL image.
-        channels: 1 (converted to ``L``), 3 (``RGB``) or None (keep the image's own bands).
-        mean: per-channel mean subtracted after scaling to [0, 1], or None.
-        std: per-channel std divided by, or None.
-    """
-    if channels == 1:
-        image = image.convert("L")
-    elif channels == 3:
-        image = image.convert("RGB")
-    elif channels is not None:
-        raise ValueError(f"a PIL image can be converted to 1 or 3 channels, the model expects {channels}")
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[:, :, None]
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-    if mean is not None and std is not None and len(mean) == tensor.shape[0]:
-        m = torch.tensor(mean, dtype=tensor.dtype).view(-1, 1, 1)
-        s = torch.tensor(std, dtype=tensor.dtype).view(-1, 1, 1)
-        tensor = (tensor - m) / s
-    return tensor
-
-
 def _fixed_input_size(model: nn.Module) -> tuple[int, int] | None:
     """The (H, W) a ViT with a fixed, strict patch grid accepts, or None when any size goes."""
     found = find_vision_transformer(model)
@@ -218,6 +201,41 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- explainer
+def check_normalization(
+    mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Validate a ``mean``/``std`` pair (both or neither; numbers; std > 0) and return it as tuples."""
+    if mean is None and std is None:
+        return None
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither")
+    try:
+        m = tuple(float(v) for v in mean)  # type: ignore[union-attr]
+        s = tuple(float(v) for v in std)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"mean and std must be sequences of numbers, got {mean!r} and {std!r}") from None
+    if not m or len(m) != len(s):
+        raise ValueError(f"mean and std need one value per channel each, got {len(m)} and {len(s)}")
+    if any(v <= 0 for v in s):
+        raise ValueError(f"std values must be > 0, got {s}")
+    return m, s
+
+
+def check_input_size(input_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``None``, an int or ``(H, W)`` (or timm's ``(C, H, W)``) -> ``(H, W)`` or None."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, numbers.Integral) and not isinstance(input_size, bool):
+        size = (int(input_size), int(input_size))
+    elif isinstance(input_size, Sequence) and len(input_size) in (2, 3):
+        size = (int(input_size[-2]), int(input_size[-1]))
+    else:
+        raise ValueError(f"input_size must be None, an int or (H, W), got {input_size!r}")
+    if min(size) < 1:
+        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    return size
+
+
 class Explainer(abc.ABC):
     """Base class of every explanation method.
 
@@ -225,37 +243,67 @@ class Explainer(abc.ABC):
     the model's device, protects the model's state, enables gradients locally and normalises the
     result.
 
+    Images given as files or PIL images are resized to the model's input size and normalised;
+    tensors are taken as model inputs as they are.
+
     Args:
         model: any ``nn.Module`` whose ``forward(x)`` returns logits ``(B, num_classes)``.
+        mean: per-channel mean the model's inputs are normalised with (the data's own statistics,
+            e.g. a datamodule's ``mean``); default: the model's timm data config, else none.
+        std: per-channel std, given together with ``mean``.
+        input_size: ``(H, W)`` (or an int) files and PIL images are resized to; default: the
+            model's timm data config ``input_size``, else the image's own size.
     """
 
     #: registry name of the method (set by subclasses)
     method_name: str = "explainer"
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_size: int | Sequence[int] | None = None,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+        given = check_normalization(mean, std)
+        self.normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = (
+            given if given is not None else resolve_normalization(model)
+        )
+        size = check_input_size(input_size)
+        self.input_size: tuple[int, int] | None = size if size is not None else input_size_of(model)
 
     # ------------------------------------------------------------------ public API
-    def explain(self, image: ImageInput, target_class: TargetClass = None) -> torch.Tensor:
+    def explain(
+        self, image: ImageInput, target_class: TargetClass = None, *, original_size: bool = False
+    ) -> torch.Tensor:
         """Explain one image or a batch.
 
         Args:
-            image: a PIL image, a float ``(C, H, W)`` tensor or a ``(B, C, H, W)`` batch (tensors
-                are taken as model inputs, already normalised; a PIL image is normalised with the
-                model's timm data config).
+            image: a file path, a PIL image, a float ``(C, H, W)`` tensor or a ``(B, C, H, W)``
+                batch. Tensors are model inputs (already normalised, any size the model takes);
+                files and PIL images are resized to :attr:`input_size` and normalised with
+                :attr:`normalization`.
             target_class: None for the predicted class, an int for every image, or one int per image.
+            original_size: for a file or PIL image, return the map at the image's own size
+                (for overlays on the original photo) instead of the model's input size.
 
         Returns:
-            A float32 heatmap in [0, 1], ``(H, W)`` for a PIL image or a ``(C, H, W)`` tensor,
-            ``(B, H, W)`` for a batch, at the input's resolution, on the input's device (CPU for PIL).
+            A float32 heatmap in [0, 1], ``(H, W)`` for one image, ``(B, H, W)`` for a batch, at
+            the size the model saw (or the original size, see ``original_size``), on the input's
+            device (CPU for files and PIL images).
 
         Raises:
             ValueError: wrong rank, wrong number of channels, an integer tensor, or a bad ``target_class``.
+            FileNotFoundError: a path that does not exist (named).
             InvalidImageError: an object that is not an image.
         """
-        batch, single, out_device, out_size = self._prepare(image)
+        prepared = self._prepare(image)
+        batch, single, out_device = prepared[0], prepared[1], prepared[2]
+        out_size = prepared[4] if original_size else prepared[3]
         maps = self._explain_prepared(batch, target_class, out_size)
         maps = maps.to(out_device)
         return maps[0] if single else maps
@@ -263,10 +311,9 @@ class Explainer(abc.ABC):
     def attribute(self, image: ImageInput, target_class: TargetClass = None) -> torch.Tensor:
         """The method's raw, un-normalised attribution for a batch ``(B, C, H, W)`` or ``(B, h, w)``.
 
-        Same inputs as :meth:`explain`; always batched. Useful to check the method's definition
-        (e.g. completeness of Integrated Gradients).
+        Same inputs as :meth:`explain`; always batched, at the size the model saw.
         """
-        batch, _, out_device, _ = self._prepare(image)
+        batch, _, out_device, _, _ = self._prepare(image)
         with self._explaining():
             targets = parse_target_class(target_class, batch.shape[0], batch.device)
             raw, _ = self._attribute(batch, targets)
@@ -277,14 +324,18 @@ class Explainer(abc.ABC):
         images: torch.Tensor | Sequence[ImageInput],
         batch_size: int = 32,
         target_class: TargetClass = None,
+        *,
+        original_size: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Explain a long list of images in batches of ``batch_size``.
 
         Args:
-            images: a ``(N, C, H, W)`` tensor, or a sequence of PIL images / ``(C, H, W)`` tensors
-                (sizes may differ; images of one size inside a chunk are batched together).
+            images: a ``(N, C, H, W)`` tensor, or a sequence of file paths, PIL images or
+                ``(C, H, W)`` tensors (sizes may differ; images of one size inside a chunk are
+                batched together).
             batch_size: how many images go through the model at once.
             target_class: None, an int, or one int per image.
+            original_size: maps of files/PIL images at their own size (see :meth:`explain`).
 
         Returns:
             ``(N, H, W)`` for a tensor input, a list of ``(H, W)`` heatmaps for a sequence.
@@ -305,7 +356,7 @@ class Explainer(abc.ABC):
             if not parts:
                 return images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32)
             return torch.cat(parts)
-        if isinstance(images, Image.Image) or not isinstance(images, Sequence):
+        if isinstance(images, Image.Image) or is_pathlike(images) or not isinstance(images, Sequence):
             raise InvalidImageError(
                 f"explain_batch takes a (N, C, H, W) tensor or a list of images, got {type(images).__name__}"
             )
@@ -316,13 +367,14 @@ class Explainer(abc.ABC):
             prepared = [(i, *self._prepare(images[i])) for i in range(start, min(start + batch_size, count))]
             groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
             for item in prepared:
-                key = (tuple(item[1].shape[1:]), item[4], str(item[3]))
+                out_size = item[5] if original_size else item[4]
+                key = (tuple(item[1].shape[1:]), out_size, str(item[3]))
                 groups.setdefault(key, []).append(item)
-            for group in groups.values():
+            for (_, out_size, _), group in groups.items():
                 index = [item[0] for item in group]
                 batch = torch.cat([item[1] for item in group])
                 group_targets = None if targets is None else targets[index]
-                maps = self._explain_prepared(batch, group_targets, group[0][4]).to(group[0][3])
+                maps = self._explain_prepared(batch, group_targets, out_size).to(group[0][3])
                 for j, i in enumerate(index):
                     results[i] = maps[j]
         return [r for r in results if r is not None]
@@ -367,7 +419,7 @@ class Explainer(abc.ABC):
     @contextlib.contextmanager
     def _explaining(self) -> Iterator[None]:
         """Model in eval mode with frozen parameters, gradients on; everything restored after."""
-        with preserve_model_state(self.model), local_grad():
+        with frozen_eval(self.model), local_grad():
             yield
 
     # ------------------------------------------------------------------- internals
@@ -381,25 +433,26 @@ class Explainer(abc.ABC):
         maps = resize_maps(maps, out_size)
         return normalize_maps(maps).detach()
 
-    def _prepare(self, image: Any) -> tuple[torch.Tensor, bool, torch.device, tuple[int, int]]:
-        """Coerce ``image`` into ``(batch on the model's device, was_single, output device, output size)``."""
+    def _prepare(
+        self, image: Any
+    ) -> tuple[torch.Tensor, bool, torch.device, tuple[int, int], tuple[int, int]]:
+        """Coerce ``image`` into ``(batch on the model's device, was_single, output device,
+        size the model sees, the image's original size)``."""
         device = model_device(self.model)
         dtype = model_dtype(self.model)
         channels = expected_in_channels(self.model)
+        if is_pathlike(image):
+            image = load_image(image)
         if isinstance(image, Image.Image):
-            normalization = resolve_normalization(self.model)
-            mean, std = normalization if normalization is not None else (None, None)
+            mean, std = self.normalization if self.normalization is not None else (None, None)
             if channels not in (None, 1, 3):
                 raise ValueError(f"the model expects {channels} input channels; a PIL image gives 1 or 3")
-            tensor = pil_to_tensor(image, channels if channels is not None else 3, mean, std)
-            out_size = (tensor.shape[1], tensor.shape[2])
-            fixed = _fixed_input_size(self.model)
+            original = (int(image.height), int(image.width))
+            size = _fixed_input_size(self.model) or self.input_size or original
+            tensor = pil_to_tensor(image, channels if channels is not None else 3, mean, std, size=size)
             with torch.inference_mode(False):
-                batch = tensor.unsqueeze(0)
-                if fixed is not None and tuple(batch.shape[-2:]) != fixed:
-                    batch = F.interpolate(batch, size=fixed, mode="bilinear", align_corners=False)
-                batch = batch.to(device=device, dtype=dtype)
-            return batch, True, torch.device("cpu"), out_size
+                batch = tensor.unsqueeze(0).to(device=device, dtype=dtype)
+            return batch, True, torch.device("cpu"), (int(size[0]), int(size[1])), original
         if isinstance(image, torch.Tensor):
             if image.ndim not in (3, 4):
                 raise ValueError(
@@ -409,7 +462,7 @@ class Explainer(abc.ABC):
             if not image.is_floating_point():
                 raise ValueError(
                     f"image tensor has dtype {image.dtype}; pass a float tensor normalised as the model "
-                    "expects (or a PIL image, which is normalised for you)"
+                    "expects (or a PIL image or a file, which are normalised for you)"
                 )
             single = image.ndim == 3
             batch_view = image.unsqueeze(0) if single else image
@@ -423,9 +476,10 @@ class Explainer(abc.ABC):
             with torch.inference_mode(False):
                 # a fresh, normal tensor: never an inference tensor, never aliasing the caller's
                 batch = batch_view.detach().to(device=device, dtype=dtype, copy=True)
-            return batch, single, image.device, (int(image.shape[-2]), int(image.shape[-1]))
+            size = (int(image.shape[-2]), int(image.shape[-1]))
+            return batch, single, image.device, size, size
         raise InvalidImageError(
-            f"image must be a PIL.Image.Image, a (C, H, W) tensor or a (B, C, H, W) tensor, "
+            f"image must be a file path, a PIL.Image.Image, a (C, H, W) tensor or a (B, C, H, W) tensor, "
             f"got {type(image).__name__}"
         )
 

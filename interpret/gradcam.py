@@ -10,6 +10,7 @@ backward pass from the logits down to the layer (the least these methods can cos
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from interpret.layers import (
     default_target_layer,
     find_timm_model,
     find_vision_transformer,
+    layer_channels,
     resolve_layer,
     tokens_to_grid,
 )
@@ -43,11 +45,22 @@ class GradCAM(Explainer):
     The automatic layer of a ViT is ``blocks[-1].norm1`` (see
     :func:`interpret.layers.default_target_layer`).
 
+    A 4-D layer output is laid out per layer, from the output itself: channels-first
+    ``(B, C, h, w)`` when its dim 1 equals the layer's channel count
+    (:func:`interpret.layers.layer_channels`), channels-last ``(B, h, w, C)`` (Swin stages, the
+    norm/MLP inside ConvNeXt blocks) when its last dim does. Only when both or neither match, the
+    timm model's ``output_fmt`` decides. So ``patch_embed.proj`` (a Conv2d) of a Swin is read
+    NCHW and ``layers.3`` NHWC.
+
     Args:
         model: any ``nn.Module`` returning logits ``(B, num_classes)``.
         target_layer: a ``named_modules()`` name such as ``"backbone.layer4"``, the module itself,
-            or None for the automatic choice (last spatial stage of a timm CNN, last block of a ViT,
-            else the last ``nn.Conv2d``).
+            or None for the automatic choice (the last spatial stage of a timm CNN whose map is at
+            least 4x4 at ``input_size``, last block of a ViT, else the last ``nn.Conv2d``).
+        mean: see :class:`~interpret.base.Explainer`.
+        std: see :class:`~interpret.base.Explainer`.
+        input_size: see :class:`~interpret.base.Explainer`; also the size the automatic layer is
+            chosen for.
 
     Raises:
         ValueError: an unknown layer name (with the closest names) or a module not in ``model``.
@@ -55,10 +68,18 @@ class GradCAM(Explainer):
 
     method_name = "gradcam"
 
-    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None) -> None:
-        super().__init__(model)
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: str | nn.Module | None = None,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_size: int | Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(model, mean=mean, std=std, input_size=input_size)
         if target_layer is None:
-            name, module = default_target_layer(model)
+            name, module = default_target_layer(model, self.input_size)
         else:
             name, module = resolve_layer(model, target_layer)
         self.target_layer_name: str = name
@@ -66,12 +87,20 @@ class GradCAM(Explainer):
         vit = find_vision_transformer(model)
         self._vit = vit[1] if vit is not None and _inside(vit[0], name) else None
         timm_model = find_timm_model(model)
-        self._nhwc = bool(
+        self._model_nhwc = bool(
             timm_model is not None
             and _inside(timm_model[0], name)
             and getattr(timm_model[1], "output_fmt", None) in ("NHWC", "NLC")
-            and self._vit is None
         )
+        self.layer_channels: int | None = layer_channels(model, name, module)
+
+    def channels_last(self, output: torch.Tensor) -> bool:
+        """Whether a 4-D output of the target layer is ``(B, h, w, C)`` (decided from its shape)."""
+        channels = self.layer_channels
+        first, last = int(output.shape[1]), int(output.shape[-1])
+        if channels is not None and (first == channels) != (last == channels):
+            return last == channels
+        return self._model_nhwc
 
     # -------------------------------------------------------------------------- maths
     @staticmethod
@@ -86,9 +115,9 @@ class GradCAM(Explainer):
         return F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
 
     # -------------------------------------------------------------------- internals
-    def _spatial(self, tensor: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def _spatial(self, tensor: torch.Tensor, image_size: tuple[int, int], nhwc: bool) -> torch.Tensor:
         if tensor.ndim == 4:
-            return tensor.permute(0, 3, 1, 2) if self._nhwc else tensor
+            return tensor.permute(0, 3, 1, 2) if nhwc else tensor
         if tensor.ndim == 3 and self._vit is not None:
             return tokens_to_grid(tensor, self._vit, image_size)
         raise ValueError(
@@ -128,7 +157,8 @@ class GradCAM(Explainer):
         if gradients is None:
             gradients = torch.zeros_like(activations)
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        activations, gradients = self._spatial(activations, size), self._spatial(gradients, size)
+        nhwc = activations.ndim == 4 and self.channels_last(activations)
+        activations, gradients = self._spatial(activations, size, nhwc), self._spatial(gradients, size, nhwc)
         if self._vit is not None and not bool(gradients.any()):
             warnings.warn(
                 f"GradCAM: the class score's gradient is zero on every patch token at "
@@ -157,22 +187,56 @@ class GradCAMPlusPlus(GradCAM):
         w_k       = sum_ij alpha_kij ReLU(g_kij)
 
     (the common factor ``exp(S)`` of the paper's weights cancels in the normalised map).
-    ``alpha`` is set to 0 where ``g = 0`` or the denominator vanishes, with no added epsilon.
+    ``alpha`` is set to 0 where ``g = 0`` or the denominator vanishes.
+
+    Difference from pytorch-grad-cam (deliberate, measured): its ``GradCAMPlusPlus`` adds
+    ``eps = 1e-6`` to the denominator. Where ``|g|`` is small (``2 g^2`` near ``1e-6``, typical
+    of an untrained or deep network) that shrinks ``alpha`` and changes the weights: on a
+    random-init resnet18 at 224 px the normalised maps then differ by up to about 0.05. With
+    ``eps=1e-6`` this class reproduces pytorch-grad-cam to float precision (the test suite checks
+    both). The default ``eps=0`` is the paper's formula, which does not depend on the scale of
+    the gradients.
 
     Args:
         model: any ``nn.Module`` returning logits ``(B, num_classes)``.
         target_layer: as for :class:`GradCAM`.
+        eps: added to the denominator of ``alpha`` (0: the paper; 1e-6: pytorch-grad-cam).
+        mean: see :class:`~interpret.base.Explainer`.
+        std: see :class:`~interpret.base.Explainer`.
+        input_size: see :class:`GradCAM`.
     """
 
     method_name = "gradcam++"
 
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: str | nn.Module | None = None,
+        *,
+        eps: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_size: int | Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(model, target_layer, mean=mean, std=std, input_size=input_size)
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or eps < 0:
+            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+
     @staticmethod
-    def channel_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    def channel_weights(activations: torch.Tensor, gradients: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         """GradCAM++ weights ``(B, K)`` from activations and gradients ``(B, K, h, w)``."""
         g2 = gradients.pow(2)
         g3 = g2 * gradients
         total = activations.sum(dim=(2, 3), keepdim=True)
-        denominator = 2.0 * g2 + total * g3
+        denominator = 2.0 * g2 + total * g3 + eps
         valid = (gradients != 0) & (denominator != 0)
         alpha = torch.where(valid, g2 / torch.where(valid, denominator, torch.ones_like(denominator)), 0.0)
         return (alpha * F.relu(gradients)).sum(dim=(2, 3))
+
+    def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        activations, gradients, targets = self.activations_and_gradients(x, targets)
+        activations, gradients = activations.float(), gradients.float()
+        weights = self.channel_weights(activations, gradients, self.eps)
+        maps = F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+        return resize_maps(maps, (int(x.shape[-2]), int(x.shape[-1]))), targets

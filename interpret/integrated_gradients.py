@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from interpret.base import Explainer, TargetClass, ImageInput, check_target_range, parse_target_class
-from interpret.layers import resolve_normalization
 
 __all__ = ["BASELINES", "QUADRATURES", "IntegratedGradients", "gaussian_blur", "quadrature"]
 
@@ -87,8 +86,11 @@ class IntegratedGradients(Explainer):
         steps: quadrature nodes, >= 1.
         internal_batch_size: most scaled images per forward/backward pass.
         method: ``"gausslegendre"`` (default) or ``"riemann_middle"``.
-        mean: per-channel input mean for the pixel-space baselines (default: from the model).
+        mean: per-channel mean the inputs are normalised with, for the pixel-space baselines
+            (default: the model's timm data config). Give the data's own statistics when the
+            datamodule normalises with others, so that "black" is black in the data's space.
         std: per-channel input std (default: from the model).
+        input_size: see :class:`~interpret.base.Explainer`.
         seed: seed of the local generator of the ``"random"`` baseline.
         blur_sigma: Gaussian sigma in pixels of the ``"blur"`` baseline.
 
@@ -108,10 +110,11 @@ class IntegratedGradients(Explainer):
         method: str = "gausslegendre",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        input_size: int | Sequence[int] | None = None,
         seed: int = 0,
         blur_sigma: float | None = None,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, mean=mean, std=std, input_size=input_size)
         if isinstance(baseline, str):
             if baseline not in BASELINES:
                 raise ValueError(f"baseline can be {', '.join(BASELINES)} or a tensor, got {baseline!r}")
@@ -126,8 +129,6 @@ class IntegratedGradients(Explainer):
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if method not in QUADRATURES:
             raise ValueError(f"method can be {', '.join(QUADRATURES)}, got {method!r}")
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
         if blur_sigma is not None and blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
         self.baseline = baseline
@@ -136,8 +137,6 @@ class IntegratedGradients(Explainer):
         self.method = method
         self.seed = seed
         self.blur_sigma = blur_sigma
-        normalization = (tuple(mean), tuple(std)) if mean is not None and std is not None else resolve_normalization(model)
-        self.normalization = normalization
 
     # ----------------------------------------------------------------- baselines
     def _from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -216,7 +215,7 @@ class IntegratedGradients(Explainer):
             target_class: None (predicted), an int, or one per image.
             return_convergence_delta: also return ``sum(IG) - (S(x) - S(baseline))`` per image.
         """
-        batch, _, out_device, _ = self._prepare(image)
+        batch, _, out_device, _, _ = self._prepare(image)
         with self._explaining():
             targets = parse_target_class(target_class, batch.shape[0], batch.device)
             baseline = self.make_baseline(batch)

@@ -18,7 +18,9 @@ __all__ = [
     "expected_in_channels",
     "find_timm_model",
     "find_vision_transformer",
+    "input_size_of",
     "is_vision_transformer",
+    "layer_channels",
     "model_device",
     "model_dtype",
     "resolve_layer",
@@ -110,17 +112,28 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     )
 
 
-def default_target_layer(model: nn.Module) -> tuple[str, nn.Module]:
+def default_target_layer(
+    model: nn.Module, input_size: tuple[int, int] | int | None = None, min_size: int = 4
+) -> tuple[str, nn.Module]:
     """Choose the layer GradCAM explains when none is given.
 
     - timm Vision Transformers: ``blocks[-1].norm1``, the normalised input tokens of the last
       block. Its patch tokens reach the class token through the last attention; the last block's
       *output* patch tokens do not reach a class-token head at all (an all-zero map).
     - other timm models: the last entry of ``feature_info`` (the last spatial feature stage, e.g.
-      ``layer4`` for a ResNet, ``stages.3`` for a ConvNeXt).
+      ``layer4`` for a ResNet, ``stages.3`` for a ConvNeXt) whose map is at least
+      ``min_size`` x ``min_size`` at ``input_size`` (from each stage's ``reduction``); a 1x1 or
+      2x2 map says nothing about where. Default resnet18 at 32 px: ``layer2`` (4x4); at 224 px:
+      ``layer4`` (7x7). When even the first stage is smaller, the first stage.
     - any other model: its last ``nn.Conv2d``.
 
     Names are prefixed with the timm model's own path inside ``model``.
+
+    Args:
+        model: the model.
+        input_size: ``(H, W)`` or an int, the size the model is run at; None: the model's timm
+            data config (else no size rule).
+        min_size: the smallest acceptable map side, in cells.
 
     Raises:
         ValueError: no suitable layer was found (pass ``target_layer`` explicitly).
@@ -138,9 +151,16 @@ def default_target_layer(model: nn.Module) -> tuple[str, nn.Module]:
     if found is not None:
         prefix, module = found
         info = getattr(module, "feature_info", None)
-        entries = list(info) if info is not None else []
-        if entries and isinstance(entries[-1], dict) and entries[-1].get("module"):
-            return resolve_layer(model, _join(prefix, entries[-1]["module"]))
+        entries = [e for e in (list(info) if info is not None else []) if isinstance(e, dict) and e.get("module")]
+        if entries:
+            if isinstance(input_size, int):
+                input_size = (input_size, input_size)
+            size = input_size if input_size is not None else input_size_of(model)
+            chosen = entries[-1]
+            if size is not None and all(e.get("reduction") for e in entries):
+                large = [e for e in entries if min(size) // int(e["reduction"]) >= min_size]
+                chosen = large[-1] if large else entries[0]
+            return resolve_layer(model, _join(prefix, chosen["module"]))
     last_conv = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -151,6 +171,51 @@ def default_target_layer(model: nn.Module) -> tuple[str, nn.Module]:
             "model and has no nn.Conv2d; pass target_layer (a name from model.named_modules())"
         )
     return last_conv
+
+
+def _own_channels(module: nn.Module) -> int | None:
+    for attr in ("out_channels", "out_features", "num_features", "num_channels"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    shape = getattr(module, "normalized_shape", None)
+    if isinstance(shape, tuple | list) and shape:
+        return int(shape[-1])
+    return None
+
+
+def layer_channels(model: nn.Module, name: str, module: nn.Module) -> int | None:
+    """The number of channels ``module`` (called ``name`` inside ``model``) outputs, or None if unknown.
+
+    A layer that declares it (``out_channels``, ``out_features``, ``num_features``,
+    ``normalized_shape``) gives its own; a container gives timm's ``feature_info`` ``num_chs``
+    when it is a feature stage, else the count of the last such layer inside it.
+    """
+    own = _own_channels(module)
+    if own is not None:
+        return own
+    found = find_timm_model(model)
+    if found is not None:
+        prefix, timm_model = found
+        for entry in list(getattr(timm_model, "feature_info", None) or []):
+            if isinstance(entry, dict) and entry.get("module") and _join(prefix, entry["module"]) == name:
+                if entry.get("num_chs"):
+                    return int(entry["num_chs"])
+    last = None
+    for sub in module.modules():
+        channels = _own_channels(sub)
+        if channels is not None:
+            last = channels
+    return last
+
+
+def input_size_of(model: nn.Module) -> tuple[int, int] | None:
+    """The ``(H, W)`` the model's data config asks for (``model.data_config`` or timm's), or None."""
+    config = _data_config(model)
+    size = config.get("input_size") if config else None
+    if size is None or len(size) < 2:
+        return None
+    return int(size[-2]), int(size[-1])
 
 
 def tokens_to_grid(tokens: torch.Tensor, vit: nn.Module, image_size: tuple[int, int]) -> torch.Tensor:
@@ -180,27 +245,35 @@ def tokens_to_grid(tokens: torch.Tensor, vit: nn.Module, image_size: tuple[int, 
     return tokens[:, prefix:].reshape(b, gh, gw, c).permute(0, 3, 1, 2)
 
 
-def resolve_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The ``(mean, std)`` the model's inputs are normalised with, or None when unknown.
-
-    Read from ``model.data_config`` when the model exposes one, else from the timm model inside
-    through ``timm.data.resolve_model_data_config``.
-    """
+def _data_config(model: nn.Module) -> dict[str, Any] | None:
     config: Any = None
     try:
         config = getattr(model, "data_config", None)
     except Exception:  # a property may fail on an odd wrapper; fall back to timm
         config = None
-    if not isinstance(config, dict):
-        found = find_timm_model(model)
-        if found is None:
-            return None
-        import timm.data  # local import: only needed for timm models
+    if isinstance(config, dict):
+        return config
+    found = find_timm_model(model)
+    if found is None:
+        return None
+    import timm.data  # local import: only needed for timm models
 
-        try:
-            config = timm.data.resolve_model_data_config(found[1])
-        except Exception:
-            return None
+    try:
+        return dict(timm.data.resolve_model_data_config(found[1]))
+    except Exception:
+        return None
+
+
+def resolve_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The ``(mean, std)`` the model's inputs are normalised with, or None when unknown.
+
+    Read from ``model.data_config`` when the model exposes one, else from the timm model inside
+    through ``timm.data.resolve_model_data_config``. Explainers take ``mean``/``std`` arguments
+    that override this (a datamodule may normalise with other statistics).
+    """
+    config = _data_config(model)
+    if not config:
+        return None
     mean, std = config.get("mean"), config.get("std")
     if mean is None or std is None:
         return None

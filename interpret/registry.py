@@ -16,7 +16,14 @@ from interpret.integrated_gradients import IntegratedGradients
 from interpret.saliency import Saliency
 from interpret.smoothgrad import SmoothGrad
 
-__all__ = ["ExplainerFactory", "available_methods", "get_explainer", "register_method"]
+__all__ = [
+    "ExplainerFactory",
+    "available_methods",
+    "canonical_method",
+    "get_explainer",
+    "method_keywords",
+    "register_method",
+]
 
 ExplainerFactory = Callable[..., Explainer]
 
@@ -61,16 +68,54 @@ def available_methods() -> tuple[str, ...]:
     return tuple(_METHODS)
 
 
+def _suggest(key: str) -> list[str]:
+    """Registered method names close to ``key`` (an alias that matches counts as its method)."""
+    names = list(_METHODS) + [alias for alias, target in _ALIASES.items() if target in _METHODS]
+    close = difflib.get_close_matches(key, names, n=5, cutoff=0.75)
+    return list(dict.fromkeys(_ALIASES.get(name, name) for name in close))[:3]
+
+
 def _lookup(method: str) -> tuple[str, ExplainerFactory]:
     if not isinstance(method, str):
         raise ValueError(f"method must be a string, one of {', '.join(_METHODS)}; got {type(method).__name__}")
     key = method.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _METHODS:
-        close = difflib.get_close_matches(key, list(_METHODS) + list(_ALIASES), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        close = _suggest(key)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown method {method!r}; available: {', '.join(_METHODS)}.{hint}")
     return key, _METHODS[key]
+
+
+def canonical_method(method: str) -> str:
+    """The registered name of ``method`` (aliases and case resolved).
+
+    Raises:
+        ValueError: an unknown method, naming the available ones (and close real names, if any).
+    """
+    return _lookup(method)[0]
+
+
+def method_keywords(method: str, base: str | None = None) -> tuple[str, ...] | None:
+    """The keywords ``get_explainer(method, model, **kwargs)`` accepts, or None when any goes.
+
+    For ``"smoothgrad"`` the keywords of its base method (``base``, default ``"saliency"``) are
+    included, since they are passed on to it.
+    """
+    key, factory = _lookup(method)
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        if key != "smoothgrad":
+            return None
+        inner = method_keywords(base if isinstance(base, str) else "saliency")
+        if inner is None:
+            return None
+        names += [n for n in inner if n not in names]
+    return tuple(names)
 
 
 def get_explainer(method: str, model: nn.Module, **kwargs: Any) -> Explainer:

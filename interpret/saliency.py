@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -19,12 +21,23 @@ class Saliency(Explainer):
     Args:
         model: any ``nn.Module`` returning logits ``(B, num_classes)``.
         absolute: take the absolute value of the gradient before any averaging.
+        mean: see :class:`~interpret.base.Explainer`.
+        std: see :class:`~interpret.base.Explainer`.
+        input_size: see :class:`~interpret.base.Explainer`.
     """
 
     method_name = "saliency"
 
-    def __init__(self, model: nn.Module, absolute: bool = True) -> None:
-        super().__init__(model)
+    def __init__(
+        self,
+        model: nn.Module,
+        absolute: bool = True,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_size: int | Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(model, mean=mean, std=std, input_size=input_size)
         self.absolute = bool(absolute)
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,9 @@ class SmoothGrad(Explainer):
     ``internal_batch_size`` images. Noise comes from a local ``torch.Generator`` seeded with
     ``seed``: the global RNG is untouched and the result is reproducible.
 
+    Files and PIL images are resized and normalised with the base explainer's ``input_size`` and
+    ``mean``/``std``.
+
     Args:
         base_explainer: any :class:`~interpret.base.Explainer` (e.g. ``Saliency``, ``GradCAM``,
             ``IntegratedGradients``).
@@ -50,6 +53,9 @@ class SmoothGrad(Explainer):
                 f"got {type(base_explainer).__name__}"
             )
         super().__init__(base_explainer.model)
+        # files and PIL images are prepared as the base method would
+        self.normalization = base_explainer.normalization
+        self.input_size = base_explainer.input_size
         if isinstance(noise_level, bool) or not isinstance(noise_level, int | float) or noise_level < 0:
             raise ValueError(f"noise_level must be a number >= 0, got {noise_level!r}")
         for name, value in (("num_samples", num_samples), ("internal_batch_size", internal_batch_size)):

@@ -13,7 +13,7 @@ from torch import nn
 
 from interpret.layers import resolve_normalization
 
-__all__ = ["apply_colormap", "image_to_uint8", "make_grid", "overlay_heatmap"]
+__all__ = ["apply_colormap", "check_colormap", "image_to_uint8", "load_font", "make_grid", "overlay_heatmap"]
 
 
 def _heatmap_array(heatmap: Any) -> np.ndarray:
@@ -23,6 +23,20 @@ def _heatmap_array(heatmap: Any) -> np.ndarray:
     if array.ndim not in (2, 3):
         raise ValueError(f"heatmap must be (H, W) or (B, H, W), got shape {array.shape}")
     return np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0)
+
+
+def check_colormap(colormap: Any, what: str = "colormap") -> None:
+    """Raise a ValueError naming ``what`` and the closest names unless ``colormap`` is a matplotlib colormap."""
+    import matplotlib
+
+    names = list(matplotlib.colormaps)
+    if not isinstance(colormap, str) or colormap not in names:
+        close = difflib.get_close_matches(str(colormap), names, n=3) if isinstance(colormap, str) else []
+        hint = f" Closest: {', '.join(close)}." if close else " E.g. viridis, jet, inferno, magma, turbo."
+        raise ValueError(
+            f"unknown {what} {colormap!r}, must be a matplotlib colormap name.{hint} "
+            "See matplotlib.colormaps for every name."
+        )
 
 
 def apply_colormap(heatmap: torch.Tensor | np.ndarray, colormap: str = "viridis") -> np.ndarray:
@@ -40,11 +54,7 @@ def apply_colormap(heatmap: torch.Tensor | np.ndarray, colormap: str = "viridis"
     """
     import matplotlib
 
-    names = list(matplotlib.colormaps)
-    if colormap not in names:
-        close = difflib.get_close_matches(str(colormap), names, n=3)
-        hint = f" Closest: {', '.join(close)}." if close else ""
-        raise ValueError(f"unknown colormap {colormap!r}.{hint} See matplotlib.colormaps for every name.")
+    check_colormap(colormap)
     values = _heatmap_array(heatmap)
     rgba = matplotlib.colormaps[colormap](values)
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
@@ -161,7 +171,8 @@ def overlay_heatmap(
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def load_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """PIL's built-in font at ``size`` pixels (a bitmap font on Pillow < 10.1)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -178,22 +189,31 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
 
 def make_grid(
     images: Sequence[np.ndarray | Image.Image],
-    captions: Sequence[str] | None = None,
+    captions: Sequence[str | Sequence[str]] | None = None,
     ncols: int | None = None,
     padding: int = 2,
     font_size: int | None = None,
     background: int = 255,
+    *,
+    title: str = "",
+    colors: Sequence[tuple[int, int, int]] | None = None,
+    min_tile: int = 0,
 ) -> np.ndarray:
     """Tile RGB images into one image, each with an optional caption underneath.
 
     Args:
         images: RGB uint8 ``(H, W, 3)`` arrays or PIL images (sizes may differ; each tile is as
             large as the largest image).
-        captions: one string per image, or None. Too long captions are shortened with "...".
+        captions: one caption per image (a string, or a list of lines), or None. Too long lines
+            are shortened with "...".
         ncols: images per row (default: ``ceil(sqrt(n))``).
         padding: pixels between tiles.
         font_size: caption font size (default: scaled to the tile width, 8 to 14).
         background: grey level of the background and caption strip.
+        title: a line of text above the grid ("" for none).
+        colors: one RGB colour per caption (default black).
+        min_tile: small images are upscaled (nearest neighbour, an integer factor) until their
+            shorter side is at least this many pixels, so captions stay readable.
 
     Returns:
         RGB uint8 ``(H', W', 3)``.
@@ -202,27 +222,42 @@ def make_grid(
         raise ValueError("make_grid needs at least one image")
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"got {len(captions)} captions for {len(images)} images")
+    if colors is not None and len(colors) != len(images):
+        raise ValueError(f"got {len(colors)} colors for {len(images)} images")
     if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1):
         raise ValueError(f"ncols must be an int >= 1, got {ncols!r}")
     arrays = [image_to_uint8(image) for image in images]
+    if min_tile > 0:
+        scaled = []
+        for array in arrays:
+            factor = max(1, -(-int(min_tile) // max(1, min(array.shape[:2]))))
+            scaled.append(array.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else array)
+        arrays = scaled
+    lines = [[c] if isinstance(c, str) else [str(x) for x in c] for c in captions] if captions is not None else None
     count = len(arrays)
-    ncols = ncols or int(np.ceil(np.sqrt(count)))
+    ncols = min(ncols or int(np.ceil(np.sqrt(count))), count)
     nrows = int(np.ceil(count / ncols))
     tile_h = max(a.shape[0] for a in arrays)
     tile_w = max(a.shape[1] for a in arrays)
     size = font_size or int(np.clip(tile_w // 10, 8, 14))
-    caption_h = size + 4 if captions is not None else 0
+    line_h = size + 3
+    n_lines = max((len(entry) for entry in lines), default=0) if lines is not None else 0
+    caption_h = n_lines * line_h + (2 if n_lines else 0)
+    title_h = line_h + padding if title else 0
     width = ncols * tile_w + (ncols + 1) * padding
-    height = nrows * (tile_h + caption_h) + (nrows + 1) * padding
+    height = title_h + nrows * (tile_h + caption_h) + (nrows + 1) * padding
     canvas = Image.new("RGB", (width, height), (background,) * 3)
     draw = ImageDraw.Draw(canvas)
-    font = _font(size)
+    font = load_font(size)
+    if title:
+        draw.text((padding, padding), _fit(draw, title, font, width - 2 * padding), fill=(0, 0, 0), font=font)
     for i, array in enumerate(arrays):
         row, col = divmod(i, ncols)
         x = padding + col * (tile_w + padding)
-        y = padding + row * (tile_h + caption_h + padding)
+        y = title_h + padding + row * (tile_h + caption_h + padding)
         canvas.paste(Image.fromarray(array), (x, y))
-        if captions is not None:
-            text = _fit(draw, str(captions[i]), font, tile_w)
-            draw.text((x, y + tile_h + 2), text, fill=(0, 0, 0), font=font)
+        if lines is not None:
+            colour = tuple(colors[i]) if colors is not None else (0, 0, 0)
+            for j, line in enumerate(lines[i]):
+                draw.text((x, y + tile_h + 2 + j * line_h), _fit(draw, line, font, tile_w), fill=colour, font=font)
     return np.asarray(canvas, dtype=np.uint8).copy()

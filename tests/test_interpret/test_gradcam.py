@@ -106,6 +106,13 @@ def test_default_target_layers() -> None:
     assert default_target_layer(Wrapper(resnet))[0] == "backbone.layer4"
     convnext = timm.create_model("convnext_atto", pretrained=False, num_classes=3)
     assert default_target_layer(Wrapper(convnext))[0] == "backbone.stages.3"
+    # the automatic layer skips stages whose map is smaller than 4x4 at the input size
+    assert default_target_layer(Wrapper(resnet), input_size=32)[0] == "backbone.layer2"  # 4x4, layer4 is 1x1
+    assert default_target_layer(Wrapper(resnet), input_size=(64, 96))[0] == "backbone.layer3"
+    assert default_target_layer(Wrapper(resnet), input_size=224)[0] == "backbone.layer4"
+    assert default_target_layer(Wrapper(convnext), input_size=32)[0] == "backbone.stages.1"
+    assert default_target_layer(Wrapper(convnext), input_size=8)[0] == "backbone.stages.0"  # nothing is 4x4
+    assert GradCAM(Wrapper(resnet), input_size=32).target_layer_name == "backbone.layer2"
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2)
     assert default_target_layer(Wrapper(vit))[0] == "backbone.blocks.1.norm1"
     assert default_target_layer(tiny_cnn())[0] == "4"
@@ -168,3 +175,58 @@ def test_project_image_classifier_wrapper() -> None:
         assert explainer.explain(torch.randn(2, 3, 32, 32)).shape == (2, 32, 32)
     baseline = IntegratedGradients(model).make_baseline(torch.zeros(1, 3, 2, 2))
     torch.testing.assert_close(baseline[0, 0, 0, 0], torch.tensor(-0.485 / 0.229))
+
+
+def test_gradcampp_differs_from_pytorch_grad_cam_only_by_its_eps(resnet) -> None:
+    """Issue 7 item 5: on a random-init resnet18 (small gradients) the two differ by ~0.01-0.05;
+    the whole difference is pytorch-grad-cam's eps=1e-6 in the denominator of alpha."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 96, 96)
+    targets = [1, 2]
+    expected = _oracle(OracleGradCAMPlusPlus, resnet, resnet.layer4, x, targets)
+    paper = GradCAMPlusPlus(resnet, "layer4").explain(x, target_class=targets).numpy()
+    with_eps = GradCAMPlusPlus(resnet, "layer4", eps=1e-6).explain(x, target_class=targets).numpy()
+    assert np.abs(paper - expected).max() > 5e-3  # the documented, deliberate difference
+    np.testing.assert_allclose(with_eps, expected, atol=2e-5)
+    with pytest.raises(ValueError, match="eps must be a number >= 0"):
+        GradCAMPlusPlus(resnet, eps=-1.0)
+
+
+def _gradcam_by_hand(model, layer, x, target: int, channels_last: bool) -> torch.Tensor:
+    """GradCAM in plain PyTorch with the layout stated by the test, not inferred."""
+    captured = []
+    handle = layer.register_forward_hook(lambda m, a, o: captured.append(o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[:, target].sum(), captured[0])
+    acts = captured[0].detach()
+    if channels_last:
+        acts, grad = acts.permute(0, 3, 1, 2), grad.permute(0, 3, 1, 2)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * acts).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return torch.from_numpy(_minmax(cam.double().numpy())).float()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "layer", "channels_last"),
+    [
+        ("swin_tiny_patch4_window7_224", {"img_size": 64, "window_size": 4, "depths": (1, 1, 1, 1)}, "patch_embed.proj", False),
+        ("swin_tiny_patch4_window7_224", {"img_size": 64, "window_size": 4, "depths": (1, 1, 1, 1)}, "layers.2", True),
+        ("convnext_nano", {"conv_mlp": False}, "stages.2", False),
+        ("convnext_nano", {"conv_mlp": False}, "stages.2.blocks.0.norm", True),
+        ("convnext_nano", {"conv_mlp": False}, "stages.2.blocks.0.mlp", True),
+    ],
+)
+def test_layout_is_decided_per_layer_on_nhwc_models(name, kwargs, layer, channels_last) -> None:
+    """Issue 7 item 4: NCHW convolutions inside NHWC models are not permuted, NHWC layers are."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=3, **kwargs).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    cam = GradCAM(model, layer)
+    got = cam.explain(x, target_class=1)
+    module = dict(model.named_modules())[layer]
+    with torch.enable_grad():
+        expected = _gradcam_by_hand(model, module, x, 1, channels_last)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
