@@ -222,3 +222,42 @@ def wandb_images(root: Path, key: str) -> list[Path]:
 def mlflow_images(root: Path, key: str) -> list[Path]:
     """PNGs in the mlflow artifact store below ``root`` under ``images/{key}/``."""
     return [p for p in root.rglob("*.png") if f"artifacts/images/{key}/" in p.as_posix()]
+
+
+class UnevenRankData(TinyData):
+    """Under DDP, rank r draws its own ``batches`` batches of ``batch_sizes[r]`` images (uneven
+    batch sizes per rank, the same number of batches); images are ``offset + scale * noise``.
+
+    :meth:`rank_images` gives the parent process the very images a rank trains on.
+    """
+
+    def __init__(
+        self, batch_sizes: tuple[int, ...] = (8, 5), batches: int = 3, offset: float = 100.0, scale: float = 0.01
+    ) -> None:
+        super().__init__(n=16, image_size=8, batch_size=batch_sizes[0])
+        self.batch_sizes = tuple(batch_sizes)
+        self.batches = batches
+        self.offset = offset
+        self.scale = scale
+
+    def rank_images(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(1000 + rank)
+        n = self.batch_sizes[rank] * self.batches
+        x = self.offset + self.scale * torch.randn(n, 3, self.image_size, self.image_size, generator=g)
+        return x, torch.randint(0, 10, (n,), generator=g)
+
+    def train_dataloader(self) -> DataLoader:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        x, y = self.rank_images(rank)
+        return DataLoader(TensorDataset(x, y), batch_size=self.batch_sizes[rank], shuffle=False)
+
+
+class ProbedNet(TinyNet):
+    """TinyNet with an identity layer ``probe`` on its input (to monitor the raw images)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.probe = nn.Identity()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return super().features(self.probe(x))

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cb_helpers import DumpState, TinyData, TinyNet
+import torch
+from cb_helpers import DumpState, ProbedNet, TinyData, TinyNet, UnevenRankData
 
 from callbacks import (
     FeatureMonitorCallback,
@@ -109,3 +110,50 @@ def test_nan_on_one_rank_stops_every_rank(trainer_factory, tmp_path: Path) -> No
     assert [s["run_failed"] for s in state] == [True, True]
     assert [s["global_step"] for s in state] == [3, 3]  # both stopped after the first NaN step
     assert all(s["should_stop"] for s in state)
+
+
+@pytest.mark.slow
+def test_uneven_ranks_feature_std_and_gram_under_ddp(trainer_factory, tmp_path: Path) -> None:
+    """Issue 7 items 7/8 and issue 9 item 1 under 2 ranks with uneven batches (8 and 5 images):
+    FeatureMonitor's std of mean-100/std-0.01 inputs equals one pass over both ranks' images
+    (the float32 E[x^2]-mean^2 of old gave ~0.02), and the gram matrix covers 8 + 5 samples."""
+    data = UnevenRankData(batch_sizes=(8, 5), batches=3)
+    callbacks = [
+        FeatureMonitorCallback(["probe", "act1"], num_batches=3),
+        GramMatrixCallback(log_every_n_steps=1, max_samples=64, collapse_threshold=None),
+        DumpState(str(tmp_path / "state")),
+    ]
+    ddp = trainer_factory(
+        callbacks, strategy="ddp_spawn", devices=2, limit_val_batches=0, use_distributed_sampler=False
+    )
+    model = ProbedNet(lr=0.0, feature_mode="rank_onehot")
+    ddp.fit(model, data)
+    state = ranks(tmp_path / "state")
+    assert [s["global_step"] for s in state] == [3, 3]
+
+    everything = torch.cat([data.rank_images(r)[0].flatten() for r in (0, 1)]).double()
+    for s in state:  # every rank holds the merged values
+        assert s["metrics"]["features/probe/std"] == pytest.approx(float(everything.std(unbiased=False)), rel=1e-5)
+        assert s["metrics"]["features/probe/mean"] == pytest.approx(float(everything.mean()), rel=1e-7)
+        assert s["metrics"]["features/probe/max"] == pytest.approx(float(everything.max()), rel=1e-7)
+    assert state[0]["metrics"]["features/probe/std"] == pytest.approx(0.01, rel=0.02)
+
+    # act1 (after conv + ReLU) against one process running the same images
+    acts = []
+    with torch.no_grad():
+        for r in (0, 1):
+            acts.append(model.act1(model.conv1(data.rank_images(r)[0])).flatten().double())
+    acts_all = torch.cat(acts)
+    got = state[0]["metrics"]
+    assert got["features/act1/std"] == pytest.approx(float(acts_all.std(unbiased=False)), rel=1e-4)
+    assert got["features/act1/sparsity"] == pytest.approx(float((acts_all == 0).double().mean()), abs=1e-9)
+
+    rows = [r for r in csv_rows(tmp_path / "csv") if r.get("gram_matrix/num_samples")]
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    p = torch.tensor([8**0.5, 5**0.5]) / (8**0.5 + 5**0.5)
+    rank = float(torch.exp(-(p * p.log()).sum()))
+    for r in rows:
+        assert float(r["gram_matrix/num_samples"]) == 13
+        assert float(r["gram_matrix/mean_offdiag"]) == pytest.approx((8 * 7 + 5 * 4) / (13 * 12), abs=1e-6)
+        assert float(r["gram_matrix/effective_rank"]) == pytest.approx(rank, abs=1e-4)
+        assert float(r["gram_matrix/centered_effective_rank"]) == pytest.approx(1.0, abs=1e-4)

