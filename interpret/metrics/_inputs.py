@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from interpret.base import Explainer, check_target_range, preserve_model_state
+from interpret.base import Explainer, check_target_range, frozen_eval
 from interpret.layers import model_device, model_dtype, resolve_normalization
 
 __all__ = [
@@ -129,7 +129,7 @@ def predict_proba(
         float32 ``(count,)`` probabilities on the CPU.
     """
     out = torch.empty(count, dtype=torch.float32)
-    with preserve_model_state(model), torch.no_grad():
+    with frozen_eval(model), torch.no_grad():
         for part in chunks(count, batch_size):
             logits = model(make_inputs(part))
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
@@ -145,7 +145,7 @@ def predict_proba(
 def predicted_classes(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The arg-max class of each image, ``(B,)`` long on the images' device."""
     parts = []
-    with preserve_model_state(model), torch.no_grad():
+    with frozen_eval(model), torch.no_grad():
         for part in chunks(images.shape[0], batch_size):
             parts.append(model(images[part]).argmax(dim=1))
     return torch.cat(parts).to(images.device)
