@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -351,13 +352,79 @@ def test_imagefolder_empty_class_folder(folders: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.parametrize(("name", "content"), [("notes.txt", b"not an image\n"), ("broken.png", b"\x89PNG garbage" * 5)])
-def test_imagefolder_file_not_an_image(folders: tuple[Path, Path], name: str, content: bytes) -> None:
+def test_imagefolder_stray_file_is_skipped_with_a_warning(
+    folders: tuple[Path, Path], name: str, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A non-image extension, or an unreadable first image of a class, is skipped and named."""
     train, val = folders
     bad = train / "dog" / name
     bad.write_bytes(content)
-    with pytest.raises(ValueError) as err:
+    with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
+        dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val))
+    assert "data.train_dir: skipping 1 non-image or unreadable file(s)" in caplog.text and str(bad) in caplog.text
+    dm.setup("fit")
+    assert len(dm.train_set) == 12 and bad not in [p for p, _ in dm.train_set.samples]
+
+
+def test_imagefolder_class_without_images_fails(folders: tuple[Path, Path]) -> None:
+    train, val = folders
+    (train / "emu").mkdir()
+    (val / "emu").mkdir()
+    make_folder(val, {"emu": 1})
+    (train / "emu" / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"data.train_dir: class folder .*emu.* has no image files"):
         ImageFolderDataModule(train_dir=str(train), val_dir=str(val))
-    assert str(bad) in str(err.value) and "data.train_dir" in str(err.value)
+
+
+def test_imagefolder_start_opens_one_file_per_class(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.data import imagefolder
+
+    opened: list[Path] = []
+    real = imagefolder._readable
+    monkeypatch.setattr(imagefolder, "_readable", lambda p: opened.append(p) or real(p))
+    train, val = folders
+    ImageFolderDataModule(train_dir=str(train), val_dir=str(val))
+    assert len(opened) == 6  # 3 classes x (train, val), not the 18 files
+
+
+def test_imagefolder_unreadable_image_is_skipped_while_loading(
+    folders: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    train, val = folders
+    bad = train / "cat" / "img_3.png"
+    bad.write_bytes(b"\x89PNG truncated")  # not the first cat image: only found when loaded
+    dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val), image_size=16, batch_size=4, augment=False)
+    dm.setup("fit")
+    with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
+        batches = list(dm.train_dataloader())
+    assert sum(len(y) for _, y in batches) == 12  # every index still yields an image
+    assert dm.train_set.unreadable == [bad]
+    assert "skipping unreadable image" in caplog.text and str(bad) in caplog.text
+
+
+def test_imagefolder_full_check_leaves_unreadable_out(folders: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    train, val = folders
+    bad = [train / "cat" / "img_3.png", val / "fox" / "img_1.png"]
+    for path in bad:
+        path.write_bytes(b"\x89PNG truncated")
+    dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val), full_check=True)
+    with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
+        dm.prepare_data()
+    assert "data.full_check: 2 unreadable image(s) left out" in caplog.text
+    assert all(str(p) in caplog.text for p in bad)
+    dm.setup("fit")  # what every rank does: reads prepare_data's list
+    assert len(dm.train_set) == 11 and len(dm.val_set) == 5
+    with pytest.raises(ValueError, match="data.full_check must be true or false"):
+        ImageFolderDataModule(train_dir=str(train), val_dir=str(val), full_check="yes")
+
+
+def test_imagefolder_without_test_dir_says_test_is_validation(
+    folders: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    train, val = folders
+    with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
+        ImageFolderDataModule(train_dir=str(train), val_dir=str(val))
+    assert "data.test_dir is not set: the TEST SET IS THE VALIDATION SET" in caplog.text
 
 
 def test_imagefolder_class_sets_differ(folders: tuple[Path, Path], tmp_path: Path) -> None:
