@@ -1,0 +1,208 @@
+"""Explanations for semantic segmentation models (logits ``(B, K, H, W)``).
+
+A segmentation model has no single class score to explain. :class:`SegmentationScore` turns it
+into one: the **sum of the class-``k`` logits over a region** of pixels, the region being a given
+mask or the pixels the model itself labels ``k`` on the clean image (computed once and then held
+fixed, so that every input an explainer feeds in, such as the scaled images of Integrated
+Gradients, is scored on the same pixels). The wrapper returns ``(B, K)`` "logits" (column ``j`` is
+the sum of class ``j``'s logits over the region), so every classification explainer of
+:mod:`interpret` (GradCAM, GradCAM++, Integrated Gradients, SmoothGrad...) works unchanged.
+:func:`explain_segmentation` does this and adds the per-pixel entropy of the predicted class
+distribution, a map of where the model is unsure (object boundaries, ambiguous regions).
+
+Detection (not implemented): a detector returns a variable set of boxes per image, so the scalar
+to explain must be *one detection*: its class score (or objectness x class probability) for a
+reference box. That needs (1) a differentiable path from the feature map to that score, i.e.
+reading the score before non-maximum suppression or re-selecting by index after it; (2) matching
+the reference box in every perturbed input (the boxes reorder, move and vanish under the
+perturbations of IG, SmoothGrad or the deletion metric), by IoU above a threshold with a
+score of 0 when nothing matches, as D-RISE (Petsiuk et al. 2021) does; (3) box-aware metrics
+(energy inside the box, pointing game against the box) in :mod:`interpret.metrics`. With those,
+a ``DetectionScore`` wrapper like :class:`SegmentationScore` would give the same explainers to
+detectors.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from interpret.base import Explainer, frozen_eval
+from interpret.layers import model_device, model_dtype, resolve_layer
+
+__all__ = ["SegmentationExplanation", "SegmentationScore", "explain_segmentation", "pixel_entropy"]
+
+
+def _check_segmentation_logits(logits: Any, batch: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or logits.shape[0] != batch:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"a segmentation model must return logits of shape (B, K, H, W) with B = {batch}, got {shape}")
+    return logits
+
+
+def pixel_entropy(logits: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Entropy ``-sum_k p_k log p_k`` of the softmax over classes at each pixel, ``(B, H, W)``.
+
+    Args:
+        logits: ``(B, K, H, W)``.
+        normalize: divide by ``log K`` so the map lies in [0, 1] (1 = all classes equally likely).
+    """
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    entropy = -(log_p.exp() * log_p).sum(dim=1)
+    k = logits.shape[1]
+    return entropy / math.log(k) if normalize and k > 1 else entropy
+
+
+class SegmentationScore(nn.Module):
+    """A segmentation model seen as a classifier: summed class logits over a fixed region.
+
+    ``forward(x)[b, j] = sum_{(u, v) in region_b} logits(x)[b, j, u, v]``.
+
+    Args:
+        model: returns ``(B, K, H, W)`` logits.
+        region: bool ``(H, W)`` pixels to sum over, at the logits' resolution; the same region
+            scores every input of a batch (an explainer's scaled or noisy copies of one image).
+    """
+
+    def __init__(self, model: nn.Module, region: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("region", region.bool(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = _check_segmentation_logits(self.model(x), x.shape[0])
+        if tuple(self.region.shape) != tuple(logits.shape[-2:]):
+            raise ValueError(
+                f"the region is {tuple(self.region.shape)} but the logits are {tuple(logits.shape[-2:])}"
+            )
+        region = self.region.expand(x.shape[0], -1, -1)
+        return (logits * region.unsqueeze(1).to(logits.dtype)).sum(dim=(2, 3))
+
+
+@dataclass(frozen=True)
+class SegmentationExplanation:
+    """What :func:`explain_segmentation` returns (one image: no batch dimension; a batch: ``B`` first).
+
+    Attributes:
+        heatmap: the explanation in [0, 1], ``(H, W)``, at the image's resolution.
+        entropy: normalised per-pixel entropy of the prediction in [0, 1], ``(H, W)`` at the logits' resolution.
+        region: bool ``(H, W)``: the pixels whose class logits were summed.
+        prediction: ``(H, W)`` the predicted class of each pixel.
+        score: the summed class logit over the region (a float, or ``(B,)``).
+    """
+
+    heatmap: torch.Tensor
+    entropy: torch.Tensor
+    region: torch.Tensor
+    prediction: torch.Tensor
+    score: torch.Tensor | float
+
+
+def explain_segmentation(
+    model: nn.Module,
+    image: torch.Tensor,
+    target_class: int,
+    mask: torch.Tensor | None = None,
+    *,
+    method: str | type[Explainer] = "gradcam",
+    target_layer: str | nn.Module | None = None,
+    **method_kwargs: Any,
+) -> SegmentationExplanation:
+    """Explain the ``target_class`` segment of a segmentation model's output.
+
+    Args:
+        model: returns ``(B, K, H, W)`` logits; left as it was found.
+        image: a ``(C, H, W)`` tensor or a ``(B, C, H, W)`` batch (normalised model inputs).
+        target_class: the class ``k`` whose logits are summed.
+        mask: bool ``(H, W)`` or ``(B, H, W)`` pixels to explain; None for the pixels the model
+            predicts as ``target_class`` (on the clean image).
+        method: a registry name (``"gradcam"``, ``"gradcam++"``, ``"integrated_gradients"``, ...).
+        target_layer: for CAM methods, a ``named_modules()`` name of ``model`` (or the module);
+            default: the automatic choice on ``model`` (its last ``nn.Conv2d`` for a plain model:
+            usually better to name the last feature layer before the classifier).
+        **method_kwargs: passed to the method (e.g. ``steps``, ``baseline``).
+
+    Returns:
+        the heatmap, the entropy map, the region used, the prediction and the score.
+
+    Raises:
+        ValueError: logits that are not ``(B, K, H, W)``, a class out of range, a mask of the wrong shape.
+    """
+    from interpret.registry import get_explainer  # the registry imports every method
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or not image.is_floating_point():
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float (C, H, W) tensor or a (B, C, H, W) batch, got {shape}")
+    single = image.ndim == 3
+    with torch.inference_mode(False):
+        batch = (image.unsqueeze(0) if single else image).detach().to(
+            device=model_device(model), dtype=model_dtype(model), copy=True
+        )
+    b = batch.shape[0]
+    with frozen_eval(model), torch.no_grad():
+        logits = _check_segmentation_logits(model(batch), b)
+    k, h, w = logits.shape[1:]
+    if isinstance(target_class, bool) or not isinstance(target_class, int) or not 0 <= target_class < k:
+        raise ValueError(f"target_class must be an int from 0 to {k - 1} (the model has {k} classes), got {target_class!r}")
+    prediction = logits.argmax(dim=1)
+    if mask is None:
+        region = prediction == target_class
+    else:
+        region = torch.as_tensor(mask, device=batch.device)
+        if region.ndim == 2:
+            region = region.expand(b, -1, -1)
+        if region.ndim != 3 or region.shape[0] != b or tuple(region.shape[-2:]) != (h, w):
+            raise ValueError(
+                f"mask must be (H, W) or (B, H, W) with (H, W) = ({h}, {w}) like the logits, got {tuple(region.shape)}"
+            )
+        region = region > 0 if region.dtype != torch.bool else region
+    empty = ~region.flatten(1).any(dim=1)
+    if bool(empty.any()):
+        warnings.warn(
+            f"explain_segmentation: no pixel of class {target_class} in the region of "
+            f"{int(empty.sum())} image(s) ({'predicted' if mask is None else 'given'} mask is empty); "
+            "their heatmaps are zero",
+            stacklevel=2,
+        )
+    kwargs = dict(method_kwargs)
+    name = method if isinstance(method, str) else getattr(method, "method_name", "")
+    if name.lower().replace("_", "").startswith("gradcam"):
+        layer = target_layer if target_layer is not None else None
+        if layer is not None:
+            _, layer = resolve_layer(model, layer)
+        else:
+            from interpret.layers import default_target_layer
+
+            _, layer = default_target_layer(model)
+        kwargs["target_layer"] = layer
+    elif target_layer is not None:
+        raise ValueError(f"target_layer is only for CAM methods (gradcam, gradcam++), not {name!r}")
+    maps = []
+    for index in range(b):  # one region per image: each image gets its own wrapper
+        wrapper = SegmentationScore(model, region[index])
+        explainer = get_explainer(method, wrapper, **kwargs) if isinstance(method, str) else method(wrapper, **kwargs)
+        maps.append(explainer.explain(batch[index : index + 1], target_class=target_class))
+    heatmap = torch.cat(maps)
+    with torch.no_grad():
+        score = (logits[:, target_class] * region).sum(dim=(1, 2)).float()
+    heatmap = torch.where(empty.view(-1, 1, 1).to(heatmap.device), torch.zeros_like(heatmap), heatmap)
+    entropy = pixel_entropy(logits)
+    out = SegmentationExplanation(
+        heatmap=heatmap.detach().cpu(),
+        entropy=entropy.detach().cpu(),
+        region=region.detach().cpu(),
+        prediction=prediction.detach().cpu(),
+        score=score.detach().cpu(),
+    )
+    if single:
+        out = SegmentationExplanation(
+            out.heatmap[0], out.entropy[0], out.region[0], out.prediction[0], float(out.score[0])
+        )
+    return out
