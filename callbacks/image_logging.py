@@ -146,13 +146,10 @@ def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float | torch.Tensor]
 
 
 def load_font(size: int) -> Any:
-    """PIL's built-in font at ``size`` pixels (a bitmap font on Pillow < 10.1)."""
-    from PIL import ImageFont
+    """PIL's built-in font at ``size`` pixels: :func:`interpret.visualize.load_font`, the one font helper."""
+    from interpret.visualize import load_font as _load_font
 
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+    return _load_font(size)
 
 
 # ----------------------------------------------------------------------------- helpers

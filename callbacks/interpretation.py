@@ -1,17 +1,16 @@
 """InterpretationCallback: log a captioned grid of explanation heatmaps of fixed sample images.
 
-When to explain and what to log lives here; how to explain lives in :mod:`interpret`
-(``interpret.get_explainer`` and ``interpret.overlay_heatmap``).
+When to explain, which images, and logging live here; how to explain, how to read and
+normalise images and how to draw the grid live in :mod:`interpret` (``get_explainer``,
+``load_images``/``pils_to_batch``, ``overlay_heatmap``, ``make_grid``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,35 +19,42 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
-from PIL import Image, ImageDraw
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image
 from torch import Tensor, nn
 from typing_extensions import override
 
-from callbacks.image_logging import load_font, log_image, to_uint8_hwc
-from interpret import preserve_model_state
+import interpret
+from callbacks.image_logging import log_image
+from interpret.base import frozen_eval
+from interpret.images import IMAGENET_MEAN, IMAGENET_STD, is_pathlike, load_images, pils_to_batch
+from interpret.layers import input_size_of, model_dtype, resolve_normalization
 
-__all__ = ["InterpretationCallback", "load_image_files", "preserved_state", "render_grid"]
+__all__ = ["InterpretationCallback", "preserve_rng_and_modes"]
 
 log = logging.getLogger(__name__)
 
 _TILE_MIN = 128  # tiles are upscaled (nearest) to at least this many pixels so captions stay readable
+_WHAT = "InterpretationCallback.sample_images"
+#: keywords with their own argument; method_kwargs may not set them
+_OWN_ARGUMENTS = ("target_layer",)
 
 
-# --------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
-def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Run a block, then put back exactly what it may change: every module's ``training`` flag,
-    every parameter's ``requires_grad`` and ``.grad`` (the same tensor object) and the torch (CPU
-    and CUDA), numpy and python RNG states; on success and on exception.
+def preserve_rng_and_modes(model: nn.Module) -> Iterator[None]:
+    """Run a block in the middle of training, then put back everything it may change.
 
-    The model is put in eval mode inside the block (no BatchNorm statistics updates, no dropout).
+    Restored on success and on exception: every module's ``training`` flag, every parameter's
+    ``requires_grad`` and ``.grad`` (the same tensor object), and the torch (CPU and CUDA), numpy
+    and python RNG states. The model is in eval mode inside the block; parameters are not frozen
+    here (the explainer freezes them itself with :func:`interpret.frozen_eval`).
     """
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     np_rng = np.random.get_state()
     py_rng = random.getstate()
     try:
-        with preserve_model_state(model, eval_mode=True, freeze_params=False):
+        with frozen_eval(model, eval_mode=True, freeze_params=False):
             yield
     finally:
         torch.set_rng_state(cpu_rng)
@@ -56,124 +62,6 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
         np.random.set_state(np_rng)
         random.setstate(py_rng)
-
-
-def load_image_files(
-    paths: Sequence[str | os.PathLike[str]],
-    image_size: tuple[int, int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    base_dir: str | os.PathLike[str] | None = None,
-) -> Tensor:
-    """Load image files as one normalised batch ``(N, C, H, W)`` at ``image_size``.
-
-    Relative paths resolve against ``base_dir`` (default: the current directory). ``C`` is
-    ``len(mean)`` (1: grayscale, else RGB).
-
-    Raises:
-        FileNotFoundError: a path that does not exist (named).
-        ValueError: a file that is not a readable image (named).
-    """
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    images = []
-    for raw in paths:
-        path = Path(os.path.expanduser(str(raw)))
-        path = path if path.is_absolute() else base / path
-        if not path.is_file():
-            raise FileNotFoundError(f"InterpretationCallback.sample_images: no such image file {str(path)!r}")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                images.append(img.copy())
-        except Exception as err:
-            raise ValueError(
-                f"InterpretationCallback.sample_images: {str(path)!r} is not a readable image ({err})"
-            ) from err
-    return pil_batch(images, image_size, mean, std)
-
-
-def pil_batch(
-    images: Sequence[Image.Image], image_size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
-) -> Tensor:
-    """PIL images -> resized (bilinear), normalised ``(N, C, H, W)`` float batch; ``C = len(mean)``."""
-    mode = "L" if len(mean) == 1 else "RGB"
-    out = []
-    for img in images:
-        img = img.convert(mode).resize((image_size[1], image_size[0]), Image.BILINEAR)
-        array = np.asarray(img, dtype=np.float32) / 255.0
-        array = array[:, :, None] if array.ndim == 2 else array
-        out.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
-    batch = torch.stack(out)
-    m = torch.tensor(mean, dtype=batch.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=batch.dtype).view(1, -1, 1, 1)
-    return (batch - m) / s
-
-
-def render_grid(
-    tiles: Sequence[np.ndarray],
-    captions: Sequence[Sequence[str]],
-    title: str = "",
-    colors: Sequence[tuple[int, int, int]] | None = None,
-    columns: int = 4,
-) -> np.ndarray:
-    """Lay out uint8 ``(H, W, 3)`` tiles in a grid, each with its caption lines below it.
-
-    Args:
-        tiles: images of one size; upscaled (nearest) to at least 128 px.
-        captions: one list of text lines per tile.
-        title: a line above the grid.
-        colors: one RGB colour per tile for its caption (default black).
-        columns: tiles per row.
-
-    Returns:
-        The grid as an ``(H, W, 3)`` uint8 array.
-    """
-    if not tiles:
-        raise ValueError("render_grid needs at least one tile")
-    h, w = tiles[0].shape[:2]
-    scale = max(1, math.ceil(_TILE_MIN / max(1, min(h, w))))
-    th, tw = h * scale, w * scale
-    font = load_font(11)
-    line_h = 14
-    n_lines = max(len(c) for c in captions) if captions else 0
-    pad = 6
-    cell_w, cell_h = tw + pad, th + n_lines * line_h + pad
-    cols = max(1, min(columns, len(tiles)))
-    rows = math.ceil(len(tiles) / cols)
-    top = line_h + pad if title else pad
-    canvas = Image.new("RGB", (cols * cell_w + pad, top + rows * cell_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((pad, 3), title, fill=(0, 0, 0), font=font)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        x0, y0 = pad + c * cell_w, top + r * cell_h
-        img = Image.fromarray(np.ascontiguousarray(tile[:, :, :3]))
-        if scale > 1:
-            img = img.resize((tw, th), Image.NEAREST)
-        canvas.paste(img, (x0, y0))
-        color = tuple(colors[i]) if colors is not None else (0, 0, 0)
-        for j, line in enumerate(captions[i] if i < len(captions) else []):
-            draw.text((x0, y0 + th + 1 + j * line_h), line, fill=color, font=font)
-    return np.asarray(canvas)
-
-
-def _original_cwd() -> Path:
-    """Hydra's original working directory while a Hydra app runs, else the current directory."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            from hydra.utils import get_original_cwd
-
-            return Path(get_original_cwd())
-    except Exception:  # hydra missing or not running
-        pass
-    return Path.cwd()
-
-
-def _is_pathlike(x: Any) -> bool:
-    return isinstance(x, (str, os.PathLike))
 
 
 # --------------------------------------------------------------------------- callback
@@ -189,9 +77,18 @@ class InterpretationCallback(Callback):
     label and its confidence (green when right, red when wrong). Several instances with different
     ``prefix`` (or ``method``) run side by side.
 
-    When: every ``log_every_n_steps`` optimizer steps if given (it overrides epochs), else at the
-    end of every ``log_every_n_epochs``-th training epoch, and always once at the end of training
-    (unless that step was just logged).
+    When (the schedule every periodic callback of this project follows): with
+    ``log_every_n_steps=n``, after the optimizer step at global steps n, 2n, 3n, ...
+    (``global_step % n == 0``); otherwise, with ``log_every_n_epochs=n``, at the end of training
+    epochs 0, n, 2n, ... (``epoch % n == 0``). In addition, with ``log_at_end`` (default), once
+    at the end of training unless that step was just logged.
+
+    The explainer is built at ``setup`` with the datamodule's ``mean``/``std`` (so baselines
+    and overlays live in the data's own space) and ``image_size`` (files and PIL images are
+    resized to it; the automatic GradCAM layer is the last stage whose map is at least 4x4 at
+    that size). ``target_layer`` is passed only to methods that take a layer (gradcam,
+    gradcam++, smoothgrad over one of them); ``method_kwargs`` go to the method's constructor
+    and are checked at ``setup`` (unknown keywords and bad values fail before training).
 
     It runs on global rank zero only and does no collective communication, so other ranks never
     wait for it. It never changes training: the model is explained in eval mode with frozen
@@ -205,22 +102,27 @@ class InterpretationCallback(Callback):
         sample_images: None (the first ``num_samples`` validation images of
             ``trainer.datamodule.sample_images(n)`` with their labels), a ``(B, C, H, W)`` tensor or
             a list of ``(C, H, W)`` tensors (model inputs, already normalised), a list of PIL images,
-            or a list of image file paths (relative ones resolve against Hydra's original working
-            directory, else the current one). PIL images and files are resized to the datamodule's
-            ``image_size`` and normalised with its ``mean``/``std`` (fallback: the model's timm
-            ``data_config``). More than ``num_samples`` images are thinned to ``num_samples``
-            evenly spaced ones (deterministic). Missing files or non-images fail at ``setup``.
+            or a list of image file paths (relative ones resolve against the current working
+            directory, which this project's Hydra runs leave at the launch directory). PIL images
+            and files are resized to the datamodule's ``image_size`` and normalised with its
+            ``mean``/``std`` (fallback: the model's timm ``data_config``). More than
+            ``num_samples`` images are thinned to ``num_samples`` evenly spaced ones
+            (deterministic). Missing files or non-images fail at ``setup``, naming the file.
         sample_labels: the true labels of ``sample_images`` (a tensor or list of ints), or None
             (captions then show ``true: ?``).
-        method: the explanation method's registry name.
-        target_layer: a ``named_modules()`` name such as ``"backbone.layer4"``, or None for the
-            method's automatic choice.
-        log_every_n_epochs: log after every n-th training epoch (None: only at the end, or per steps).
-        log_every_n_steps: log every n optimizer steps instead of per epochs (None: per epochs).
+        method: the explanation method's registry name (checked here, with close real names on a miss).
+        target_layer: a ``named_modules()`` name such as ``"backbone.layer3"`` for the methods
+            that take a layer, or None (default) for the automatic choice.
+        method_kwargs: keywords of the method's constructor, e.g. ``{"steps": 16,
+            "internal_batch_size": 32, "baseline": "blur"}`` for integrated_gradients or
+            ``{"num_samples": 8, "noise_level": 0.1}`` for smoothgrad.
+        log_every_n_epochs: log at the end of epochs 0, n, 2n, ... (None: not per epoch).
+        log_every_n_steps: log at global steps n, 2n, ... instead of per epochs (None: per epochs).
         num_samples: how many images to explain (>= 1).
         colormap: a matplotlib colormap name for the heatmaps.
         alpha: heatmap opacity in the overlay, in [0, 1].
         prefix: the first part of the logged key ``{prefix}/{method}``.
+        log_at_end: also log once at the end of training.
 
     Swapping the sample images between calls (e.g. harder examples as training goes on):
     override :meth:`select_samples` (called before every explanation), or call
@@ -252,16 +154,19 @@ class InterpretationCallback(Callback):
         sample_labels: Any = None,
         method: str = "gradcam",
         target_layer: str | None = None,
+        method_kwargs: Mapping[str, Any] | None = None,
         log_every_n_epochs: int | None = 5,
         log_every_n_steps: int | None = None,
         num_samples: int = 8,
         colormap: str = "viridis",
         alpha: float = 0.4,
         prefix: str = "interpretation",
+        log_at_end: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(method, str) or not method:
             raise ValueError(f"`method` must be an explanation method name such as 'gradcam', got {method!r}")
+        interpret.canonical_method(method)  # unknown: ValueError naming the available methods
         for name, value in (("log_every_n_epochs", log_every_n_epochs), ("log_every_n_steps", log_every_n_steps)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"`{name}` must be None or an int >= 1, got {value!r}")
@@ -271,9 +176,10 @@ class InterpretationCallback(Callback):
             raise ValueError(f"`alpha` must be a number in [0, 1], got {alpha!r}")
         if not isinstance(prefix, str) or not prefix.strip("/"):
             raise ValueError(f"`prefix` must be a non-empty string, got {prefix!r}")
-        _check_colormap(colormap)
+        interpret.check_colormap(colormap, what="`colormap`")
         if target_layer is not None and not isinstance(target_layer, str):
             raise ValueError(f"`target_layer` must be None or a named_modules() name, got {target_layer!r}")
+        self.method_kwargs = _check_method_kwargs(method, _plain(method_kwargs))
         self.sample_images = _plain(sample_images)
         self.sample_labels = _plain(sample_labels)
         self.method = method
@@ -284,6 +190,7 @@ class InterpretationCallback(Callback):
         self.colormap = colormap
         self.alpha = float(alpha)
         self.prefix = prefix.strip("/")
+        self.log_at_end = bool(log_at_end)
 
         self.explainer: Any = None
         self.images: Tensor | None = None
@@ -311,11 +218,35 @@ class InterpretationCallback(Callback):
 
     # ------------------------------------------------------------------ override points
     def create_explainer(self, pl_module: pl.LightningModule) -> Any:
-        """Build the explainer (called once at ``setup``); override to use another one."""
-        import interpret
+        """Build the explainer (called once at ``setup``); override to use another one.
 
-        kwargs = {} if self.target_layer is None else {"target_layer": self.target_layer}
-        return interpret.get_explainer(self.method, pl_module, **kwargs)
+        ``target_layer`` goes only to methods that take a layer; the data's ``mean``/``std`` and
+        ``image_size`` to every method that takes them; ``method_kwargs`` to the method.
+
+        Raises:
+            ValueError: a keyword the method does not take or a bad value, naming ``method_kwargs``.
+        """
+        kwargs = dict(self.method_kwargs)
+        accepted = interpret.method_keywords(self.method, kwargs.get("base"))
+        if self.target_layer is not None:
+            if accepted is None or "target_layer" in accepted:
+                kwargs["target_layer"] = self.target_layer
+            else:
+                rank_zero_warn(
+                    f"InterpretationCallback: target_layer={self.target_layer!r} is ignored, method "
+                    f"{self.method!r} takes no layer (only gradcam, gradcam++ and smoothgrad over them do)"
+                )
+        for name, value in (("mean", self.mean), ("std", self.std), ("input_size", self.image_size)):
+            if value is not None and name not in kwargs and accepted is not None and name in accepted:
+                kwargs[name] = value
+        try:
+            return interpret.get_explainer(self.method, pl_module, **kwargs)
+        except (TypeError, ValueError) as err:
+            given = f"method_kwargs={dict(self.method_kwargs)!r}" if self.method_kwargs else "no method_kwargs"
+            raise type(err)(
+                f"InterpretationCallback(method={self.method!r}, {given}, target_layer={self.target_layer!r}) "
+                f"(config: callbacks.interpretation.method / .method_kwargs / .target_layer): {err}"
+            ) from err
 
     def select_samples(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor | None]:
         """The ``(images, labels)`` to explain now; default: the fixed set resolved at ``setup``.
@@ -366,11 +297,17 @@ class InterpretationCallback(Callback):
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.log_every_n_epochs
-        if self.log_every_n_steps is None and n is not None and (trainer.current_epoch + 1) % n == 0:
-            self._maybe_log(trainer, pl_module)
+        if self.log_every_n_steps is None and n is not None and trainer.current_epoch % n == 0:
+            self._epoch_shown = trainer.current_epoch
+            try:
+                self._maybe_log(trainer, pl_module)
+            finally:
+                self._epoch_shown = None
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.log_at_end:
+            return
         # Lightning has counted the last epoch as done by now: show the one that was trained
         self._epoch_shown = max(trainer.current_epoch - 1, 0)
         try:
@@ -410,10 +347,10 @@ class InterpretationCallback(Callback):
             return None
         if self.explainer is None:
             self.explainer = self.create_explainer(pl_module)
-        with preserved_state(pl_module), torch.inference_mode(False), torch.enable_grad():
+        with preserve_rng_and_modes(pl_module), torch.inference_mode(False), torch.enable_grad():
             images, labels = self.select_samples(trainer, pl_module)
             images = images[: self.num_samples] if images.shape[0] > self.num_samples else images
-            x = images.detach().to(device=pl_module.device, dtype=_param_dtype(pl_module), copy=True)
+            x = images.detach().to(device=pl_module.device, dtype=model_dtype(pl_module), copy=True)
             # The explainer runs the model on these very images to find the predicted class:
             # keep those logits instead of paying for another forward pass.
             seen: list[Tensor] = []
@@ -451,14 +388,13 @@ class InterpretationCallback(Callback):
         confidence: Tensor,
         trainer: pl.Trainer,
     ) -> tuple[np.ndarray, str]:
-        import interpret
-
         tiles, captions, colors, summary = [], [], [], []
         for i in range(images.shape[0]):
-            overlay = interpret.overlay_heatmap(
-                images[i], heatmaps[i], alpha=self.alpha, colormap=self.colormap, mean=self.mean, std=self.std
+            tiles.append(
+                interpret.overlay_heatmap(
+                    images[i], heatmaps[i], alpha=self.alpha, colormap=self.colormap, mean=self.mean, std=self.std
+                )
             )
-            tiles.append(to_uint8_hwc(overlay))
             pred = int(predicted[i])
             true = int(labels[i]) if labels is not None else None
             true_name = self._name(true) if true is not None else "?"
@@ -468,7 +404,10 @@ class InterpretationCallback(Callback):
             summary.append(f"{i}: {lines[0]}, {lines[1]}")
         epoch = self._epoch_shown if self._epoch_shown is not None else trainer.current_epoch
         title = f"{self.method} | epoch {epoch} | step {trainer.global_step}"
-        return render_grid(tiles, captions, title=title, colors=colors), "; ".join(summary)
+        grid = interpret.make_grid(
+            tiles, captions, ncols=4, padding=6, font_size=11, title=title, colors=colors, min_tile=_TILE_MIN
+        )
+        return grid, "; ".join(summary)
 
     def _name(self, index: int) -> str:
         if self.class_names is not None and 0 <= index < len(self.class_names):
@@ -487,13 +426,13 @@ class InterpretationCallback(Callback):
                     f"got {images.dtype} {tuple(images.shape)}"
                 )
             batch = images.detach().cpu().clone()
-        elif _is_pathlike(images):
-            batch = load_image_files([images], self._size(), self._mean(), self._std(), base_dir=_original_cwd())
+        elif is_pathlike(images):
+            batch = pils_to_batch(load_images([images], what=_WHAT), self._size(), self._mean(), self._std())
         elif isinstance(images, Sequence) and len(images) > 0:
-            if all(_is_pathlike(x) for x in images):
-                batch = load_image_files(images, self._size(), self._mean(), self._std(), base_dir=_original_cwd())
+            if all(is_pathlike(x) for x in images):
+                batch = pils_to_batch(load_images(images, what=_WHAT), self._size(), self._mean(), self._std())
             elif all(isinstance(x, Image.Image) for x in images):
-                batch = pil_batch(images, self._size(), self._mean(), self._std())
+                batch = pils_to_batch(images, self._size(), self._mean(), self._std())
             elif all(isinstance(x, Tensor) and x.ndim == 3 and x.is_floating_point() for x in images):
                 size = tuple(images[0].shape[-2:])
                 batch = torch.stack(
@@ -536,49 +475,33 @@ class InterpretationCallback(Callback):
         return self.image_size
 
     def _mean(self) -> tuple[float, ...]:
-        return self.mean if self.mean is not None else (0.485, 0.456, 0.406)
+        return self.mean if self.mean is not None else IMAGENET_MEAN
 
     def _std(self) -> tuple[float, ...]:
-        return self.std if self.std is not None else (0.229, 0.224, 0.225)
+        return self.std if self.std is not None else IMAGENET_STD
+
 
 
 def _normalization(datamodule: Any, pl_module: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The data's own statistics (``datamodule.mean``/``std``), else the model's timm config, else ImageNet."""
     mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
     if mean is None or std is None:
-        config = _data_config(pl_module)
-        mean, std = config.get("mean"), config.get("std")
-    if mean is None or std is None:
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        mean, std = resolve_normalization(pl_module) or (IMAGENET_MEAN, IMAGENET_STD)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def _image_size(datamodule: Any, pl_module: nn.Module) -> tuple[int, int]:
+    """``datamodule.image_size``, else the model's timm input size, else 224."""
     size = getattr(datamodule, "image_size", None)
     if size is None:
-        input_size = _data_config(pl_module).get("input_size")
-        size = tuple(input_size[-2:]) if input_size else 224
+        size = input_size_of(pl_module) or 224
     if isinstance(size, int):
         return (size, size)
-    return (int(size[0]), int(size[1]))
-
-
-def _data_config(pl_module: nn.Module) -> dict[str, Any]:
-    try:
-        config = getattr(pl_module, "data_config", None)
-        return dict(config) if config else {}
-    except Exception:
-        return {}
-
-
-def _param_dtype(module: nn.Module) -> torch.dtype:
-    for p in module.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
+    return (int(size[-2]), int(size[-1]))
 
 
 def _plain(value: Any) -> Any:
-    """OmegaConf containers (from a yaml) -> plain python lists."""
+    """OmegaConf containers (from a yaml) -> plain python containers."""
     if value is None or isinstance(value, (Tensor, str, Image.Image)):
         return value
     try:
@@ -591,14 +514,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_colormap(name: Any) -> None:
-    import matplotlib
-
-    if not isinstance(name, str) or name not in matplotlib.colormaps:
-        close = []
-        if isinstance(name, str):
-            import difflib
-
-            close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=5)
-        hint = f" Closest: {', '.join(close)}." if close else " E.g. viridis, jet, inferno, magma, turbo."
-        raise ValueError(f"`colormap` must be a matplotlib colormap name, got {name!r}.{hint}")
+def _check_method_kwargs(method: str, method_kwargs: Any) -> dict[str, Any]:
+    """``method_kwargs`` as a dict whose keywords ``method`` takes (values are checked at setup)."""
+    if method_kwargs is None:
+        return {}
+    if not isinstance(method_kwargs, Mapping) or not all(isinstance(k, str) for k in method_kwargs):
+        raise ValueError(
+            f"`method_kwargs` must be a mapping of keyword names to values (e.g. {{steps: 16}}), "
+            f"got {method_kwargs!r}"
+        )
+    kwargs = dict(method_kwargs)
+    own = sorted(k for k in kwargs if k in _OWN_ARGUMENTS)
+    if own:
+        raise ValueError(f"`method_kwargs` may not set {', '.join(own)}; use the callback's own `{own[0]}` argument")
+    accepted = interpret.method_keywords(method, kwargs.get("base"))
+    if accepted is not None:
+        unknown = sorted(k for k in kwargs if k not in accepted)
+        if unknown:
+            allowed = [k for k in accepted if k not in _OWN_ARGUMENTS]
+            raise ValueError(
+                f"`method_kwargs` has {', '.join(repr(k) for k in unknown)}, which method "
+                f"{interpret.canonical_method(method)!r} does not take; allowed: {', '.join(allowed)}"
+            )
+    return kwargs

@@ -34,14 +34,36 @@ def digits(batch_size: int = 32):
 @pytest.mark.slow
 def test_grid_logged_per_epochs_and_at_the_end_with_captions(trainer_factory, tmp_path: Path) -> None:
     cb = InterpretationCallback(log_every_n_epochs=2, num_samples=6, target_layer="backbone.layer3")
-    trainer = trainer_factory([cb], max_epochs=3, limit_train_batches=2, limit_val_batches=1)
+    trainer = trainer_factory([cb], max_epochs=4, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(classifier(), digits())
-    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000004.png", "step_000006.png"]  # epoch 2, end
-    grid = np.asarray(Image.open(tmp_path / "images" / "interpretation" / "gradcam" / "step_000004.png"))
+    # end of epochs 0 and 2 (steps 2 and 6), then the end of training (epoch 3, step 8)
+    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000002.png", "step_000006.png", "step_000008.png"]
+    grid = np.asarray(Image.open(tmp_path / "images" / "interpretation" / "gradcam" / "step_000002.png"))
     assert grid.shape[1] >= 4 * 128 and grid.shape[0] >= 2 * 128  # 6 tiles of >= 128 px, 4 per row
     assert cb.images.shape == (6, 3, 32, 32) and cb.labels.tolist() == digits().sample_images(6)[1].tolist()
-    assert cb.num_logged == 2 and cb.num_failed == 0
-    assert cb.state_dict() == {"last_logged_step": 6, "num_logged": 2}
+    assert cb.num_logged == 3 and cb.num_failed == 0
+    assert cb.state_dict() == {"last_logged_step": 8, "num_logged": 3}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"log_every_n_epochs": 2}, [1, 3, 5]),  # end of epochs 0, 2, 4 (one step per epoch)
+        ({"log_every_n_epochs": 1}, [1, 2, 3, 4, 5]),
+        ({"log_every_n_epochs": 3}, [1, 4]),
+        ({"log_every_n_steps": 2}, [2, 4]),  # global steps n, 2n, ...
+        ({"log_every_n_steps": 2, "log_at_end": True}, [2, 4, 5]),
+        ({"log_every_n_epochs": None, "log_at_end": True}, [5]),
+    ],
+)
+def test_schedule_follows_the_shared_convention(trainer_factory, tmp_path, kwargs, expected) -> None:
+    """epochs 0, n, 2n, ... (epoch % n == 0); steps n, 2n, ... (global_step % n == 0)."""
+    kwargs = {"log_at_end": False, **kwargs}
+    cb = InterpretationCallback(num_samples=1, **kwargs)
+    trainer_factory([cb], logger="none", max_epochs=5, limit_train_batches=1, limit_val_batches=0).fit(
+        TinyNet(), TinyData(n=16)
+    )
+    assert pngs(tmp_path, "interpretation/gradcam") == [f"step_{s:06d}.png" for s in expected]
 
 
 class RandomnessHungry(InterpretationCallback):
@@ -221,6 +243,46 @@ def test_subclass_swaps_samples_and_explainer(trainer_factory, tmp_path) -> None
     assert pngs(tmp_path, "interpretation/gradcam") == ["step_000001.png", "step_000002.png"]
 
 
+def test_layer_free_methods_ignore_target_layer_and_take_method_kwargs(trainer_factory, tmp_path) -> None:
+    """Issue 9 item 3: target_layer used to be passed to every method (integrated_gradients crashed
+    at setup). Now it reaches only methods that take a layer; method_kwargs reach the method."""
+    cbs = [
+        InterpretationCallback(method="integrated_gradients", target_layer="conv2", num_samples=2,
+                               method_kwargs={"steps": 3, "internal_batch_size": 4, "baseline": "black"}),
+        InterpretationCallback(method="smoothgrad", target_layer="conv2", prefix="sg", num_samples=2,
+                               method_kwargs={"base": "gradcam", "num_samples": 2, "noise_level": 0.1}),
+    ]
+    with pytest.warns(UserWarning, match="target_layer='conv2' is ignored.*integrated_gradients"):
+        trainer_factory(cbs, limit_train_batches=1, limit_val_batches=0).fit(TinyNet(), TinyData(n=16))
+    ig, sg = cbs[0].explainer, cbs[1].explainer
+    assert (ig.steps, ig.internal_batch_size) == (3, 4) and cbs[0].num_logged == 1 and cbs[0].num_failed == 0
+    assert sg.num_samples == 2 and sg.base_explainer.target_layer_name == "conv2" and cbs[1].num_failed == 0
+    # the datamodule's statistics reach the explainer: "black" is black in the data's space
+    assert ig.normalization == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    torch.testing.assert_close(ig.make_baseline(torch.zeros(1, 3, 4, 4)), torch.full((1, 3, 4, 4), -2.0))
+    assert pngs(tmp_path, "interpretation/integrated_gradients") == ["step_000001.png"]
+
+
+def test_method_kwargs_errors_name_the_field_and_come_early(trainer_factory) -> None:
+    with pytest.raises(ValueError, match="`method_kwargs` has 'stepz'.*'integrated_gradients'.*allowed: baseline, steps"):
+        InterpretationCallback(method="integrated_gradients", method_kwargs={"stepz": 3})
+    with pytest.raises(ValueError, match="`method_kwargs` may not set target_layer"):
+        InterpretationCallback(method="gradcam", method_kwargs={"target_layer": "conv2"})
+    with pytest.raises(ValueError, match="`method_kwargs` must be a mapping"):
+        InterpretationCallback(method_kwargs=[3])
+    cb = InterpretationCallback(method="integrated_gradients", method_kwargs={"steps": 0})
+    trainer = trainer_factory([cb], limit_train_batches=1)
+    with pytest.raises(ValueError, match=r"callbacks.interpretation.method / .method_kwargs.*steps must be an int >= 1"):
+        trainer.fit(TinyNet(), TinyData(n=16))
+    assert trainer.global_step == 0
+
+
+def test_unknown_method_suggests_real_names_only() -> None:
+    with pytest.raises(ValueError) as error:
+        InterpretationCallback(method="foo")
+    assert "Did you mean" not in str(error.value) and "available: gradcam, gradcam++" in str(error.value)
+
+
 def test_unknown_method_or_layer_fail_at_setup(trainer_factory) -> None:
     with pytest.raises(ValueError, match="unknown method 'gradcan'.*gradcam"):
         trainer_factory([InterpretationCallback(method="gradcan")]).fit(TinyNet(), TinyData(n=16))
@@ -275,8 +337,8 @@ def test_resume_continues_the_logging_schedule(trainer_factory, tmp_path) -> Non
     # end-of-training one: 1 restored + step 6 + the end (step 8)
     assert resumed[0].num_logged == 3
     assert resumed[0].state_dict()["last_logged_step"] == 8
-    assert resumed[1].state_dict() == {"last_logged_step": 6}
-    assert resumed[2].state_dict() == {"last_logged_epoch": 1}
+    assert resumed[1].state_dict()["last_logged_step"] == 6
+    assert resumed[2].state_dict()["last_logged_epoch"] == 1
     assert pngs(tmp_path, "interpretation/gradcam") == [
         "step_000003.png", "step_000004.png", "step_000006.png", "step_000008.png"
     ]
@@ -301,3 +363,44 @@ def test_one_forward_pass_for_gradcam_and_right_predictions(trainer_factory) -> 
     predicted, confidence = cb.last_predictions
     assert torch.equal(predicted, probs.argmax(-1))
     torch.testing.assert_close(confidence, probs.max(-1).values)
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "layer"),
+    [
+        ((), "backbone.layer2"),  # resnet18 at 32 px: layer2 is 4x4, layer3 2x2, layer4 1x1
+        (("model.backbone=convnext_nano",), "backbone.stages.1"),
+        (("experiment=digits_vit",), "backbone.blocks.11.norm1"),
+        (("callbacks.interpretation.method=integrated_gradients",
+          "+callbacks.interpretation.method_kwargs.steps=2"), None),
+        (("experiment=digits_vit", "callbacks.interpretation.method=attention_rollout"), None),
+    ],
+)
+def test_interp_config_fits_any_backbone_and_method(trainer_factory, tmp_path, overrides, layer) -> None:
+    """Issue 9 items 3-4: `callbacks=interp` composed from conf/ for real (target_layer: null) and
+    fitted for one tiny epoch with the real datamodule; it crashed on non-ResNets and with IG."""
+    from hydra.utils import instantiate
+
+    cfg = compose("callbacks=interp", *overrides)
+    assert cfg.callbacks.interpretation.target_layer is None
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, num_classes=data.num_classes)
+    cb = instantiate(cfg.callbacks.interpretation, num_samples=2)
+    trainer = trainer_factory([cb], max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model, data)
+    assert cb.num_logged == 1 and cb.num_failed == 0
+    if layer is not None:
+        assert cb.explainer.target_layer_name == layer
+    if "integrated_gradients" in " ".join(overrides):
+        assert cb.explainer.steps == 2
+    method = cfg.callbacks.interpretation.method
+    assert pngs(tmp_path, f"interpretation/{method}") == ["step_000001.png"]

@@ -30,7 +30,7 @@ from callbacks.gram_matrix import (
     render_gram,
 )
 from callbacks.image_logging import to_uint8_hwc
-from callbacks.interpretation import render_grid
+from interpret import make_grid
 from callbacks.nan_guard import is_finite
 
 
@@ -252,9 +252,9 @@ def test_to_uint8_hwc_accepts_every_image_form() -> None:
         to_uint8_hwc(np.zeros((5, 5, 7)))
 
 
-def test_render_grid_upscales_and_captions() -> None:
+def test_make_grid_upscales_and_captions() -> None:
     tiles = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(8)]
-    grid = render_grid(tiles, [["true: 1", "pred: 1 (0.90)"]] * 8, title="gradcam", columns=4)
+    grid = make_grid(tiles, [["true: 1", "pred: 1 (0.90)"]] * 8, title="gradcam", ncols=4, min_tile=128)
     assert grid.shape[1] >= 4 * 128 and grid.shape[0] >= 2 * 128
     # the tiles are there: the 8th tile's colour appears
     assert (grid == 140).all(axis=-1).any()
