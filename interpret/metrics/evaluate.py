@@ -5,7 +5,8 @@ this package, adds a random map and a centred Gaussian map as baselines, and sum
 (method, metric) cell by its mean over the images and a bootstrap 95% interval of that mean
 (images resampled with replacement). Each metric states its direction (↑ higher is better, ↓
 lower is better) and gets a one-line recommendation that says whether the best method beats the
-random baseline by more than the intervals' overlap.
+random baseline: the bootstrap 95% interval of the mean per-image difference (paired: both
+maps scored on the same images) must exclude 0.
 """
 
 from __future__ import annotations
@@ -184,13 +185,17 @@ def _recommend(table: MethodTable, metric: str) -> str:
         return line + (": it barely depends on what the model learned" if s.low > 0.5 else "")
     if ("random", metric) in table.summaries and best != "random":
         r = table.summaries[("random", metric)]
-        clearly = (s.low > r.high) if direction == "higher" else (s.high < r.low)
+        # paired over the same images: the interval of the mean per-image difference
+        difference = table.values[(best, metric)].double() - table.values[("random", metric)].double()
+        paired = bootstrap_interval(difference, n_bootstrap=1000, seed=0)
+        clearly = (paired.low > 0) if direction == "higher" else (paired.high < 0)
+        detail = f"{r.mean:.3f}; paired difference {paired.mean:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}]"
         if clearly:
-            line += f", clearly better than the random map ({r.mean:.3f})"
+            line += f", clearly better than the random map ({detail})"
         elif _better(direction, s.mean, r.mean):
-            line += f", but its interval overlaps the random map's ({r}): not a clear win"
+            line += f", but not clearly better than the random map ({detail})"
         else:
-            line += f", and no better than the random map ({r}): this metric does not support any method here"
+            line += f", and no better than the random map ({detail}): this metric does not favour any method here"
     return line
 
 
