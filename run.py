@@ -13,6 +13,8 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
+    import runner  # noqa: F401 - registers the config resolvers (omegaconf only, nothing heavy)
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
     def _main(cfg: DictConfig) -> float | None:
         from runner.train import run

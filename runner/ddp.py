@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_ddp_subprocess_launch", "global_rank", "isolated_distributed_state"]
+__all__ = ["prepare_ddp_subprocess_launch", "global_rank", "isolated_distributed_state", "end_child_ranks"]
 
 # Variables Lightning and torch.distributed set in the launching process; a later job of the
 # same multirun must not see them (LOCAL_RANK makes Lightning think the ranks already exist).
@@ -64,6 +64,11 @@ def _reap_child_ranks(timeout: float) -> None:
                 proc.wait()
 
 
+def end_child_ranks(timeout: float) -> None:
+    """After a failed single run: give the ranks Lightning started ``timeout`` s to exit, then kill them."""
+    _reap_child_ranks(timeout=timeout)
+
+
 @contextlib.contextmanager
 def isolated_distributed_state() -> Iterator[None]:
     """Run one multirun job, then end its child ranks and process group and restore the env variables."""
@@ -91,6 +96,30 @@ def _uses_subprocess_ddp(trainer_cfg: DictConfig) -> bool:
     return "ddp" in name.lower() and "spawn" not in name.lower() and "fork" not in name.lower()
 
 
+def _spare_the_sweep_process() -> None:
+    """When a child rank of a multirun job dies, kill the job's other ranks but not the launching process.
+
+    Lightning's ``child-process-observer`` kills the launching process too, which inside a multirun
+    is the sweep itself. Rank 0 (in the launching process) then fails on its own (the peer's
+    connection closes, or ``trainer.strategy.timeout`` passes), the job is recorded as failed and
+    the sweep goes on.
+    """
+    from lightning.fabric.strategies.launchers import subprocess_script
+
+    observer = subprocess_script._ChildProcessObserver
+    if getattr(observer, "_spares_sweep", False):
+        return
+
+    def _terminate_children(self: Any) -> None:
+        for proc in self._child_processes:
+            if proc.poll() is None:
+                proc.send_signal(self._termination_signal)
+                proc.wait()
+
+    observer._terminate_all = _terminate_children
+    observer._spares_sweep = True
+
+
 def prepare_ddp_subprocess_launch(trainer_cfg: DictConfig) -> None:
     """Make Lightning's re-launched ranks join this multirun job in its own directory."""
     from hydra.core.hydra_config import HydraConfig
@@ -101,6 +130,7 @@ def prepare_ddp_subprocess_launch(trainer_cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return
+    _spare_the_sweep_process()
     job_dir = hc.runtime.output_dir
     with read_write(hc), open_dict(hc):
         hc.run.dir = job_dir

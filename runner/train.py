@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.checks import check_config, resolve_ckpt_path
 from runner.config_tree import print_config_tree
-from runner.ddp import global_rank, isolated_distributed_state, prepare_ddp_subprocess_launch
+from runner.ddp import end_child_ranks, global_rank, isolated_distributed_state, prepare_ddp_subprocess_launch
 from runner.errors import full_error_requested, short_message
 from runner.hparams import log_hyperparameters
 from runner.instantiate import instantiate_callbacks, instantiate_loggers
@@ -45,6 +45,17 @@ class TrainResult(dict):
     fit_started: bool = False
     failed_by_callback: bool = False
     best_model_path: str = ""
+    failure_reason: str = ""
+    trainer: Any = None
+    start_step: int | None = None
+
+    @property
+    def trained(self) -> bool:
+        """Whether this run applied at least one optimizer step (a failure before is a failure "before training")."""
+        if self.trainer is None or not self.fit_started:
+            return False
+        start = self.start_step if self.start_step is not None else 0
+        return int(self.trainer.global_step) > start
 
 
 def _to_float(value: Any) -> float:
@@ -85,7 +96,9 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
 
     prepare_ddp_subprocess_launch(cfg.trainer)
     log.info(f"Instantiating trainer <{cfg.trainer._target_}>")
+    callbacks.append(_StartStep(result))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    result.trainer = trainer
 
     if loggers:
         log.info("Logging hyperparameters")
@@ -97,7 +110,10 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
         result.fit_started = True
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     result.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
-    result.failed_by_callback = any(getattr(cb, "run_failed", False) for cb in trainer.callbacks)
+    failed = [cb for cb in trainer.callbacks if getattr(cb, "run_failed", False)]
+    result.failed_by_callback = bool(failed)
+    if failed:
+        result.failure_reason = f"{type(failed[0]).__name__}: {getattr(failed[0], 'reason', None) or 'run_failed'}"
     if trainer.checkpoint_callback is not None:
         result.best_model_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
 
@@ -112,6 +128,16 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
         logger.finalize("success" if not result.failed_by_callback else "failed")
     _finish_wandb(trainer)
     return result
+
+
+class _StartStep(pl.Callback):
+    """Records the global step training starts from (after a resume), to tell whether a step was taken."""
+
+    def __init__(self, result: TrainResult) -> None:
+        self.result = result
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.result.start_step = int(trainer.global_step)
 
 
 def _finish_wandb(trainer: pl.Trainer) -> None:
@@ -159,15 +185,18 @@ def run(cfg: DictConfig) -> float | None:
     """Entry point of ``run.py``: run :func:`train`, report, and return ``optimized_metric``.
 
     A single run that fails prints a short error (the full traceback goes to the run's log
-    file, or to the terminal with ``HYDRA_FULL_ERROR=1``) and exits with status 1. A failed
-    job inside a multirun is recorded as failed with a NaN metric and the sweep goes on.
-    A run that fails before training leaves no run directory behind; one that fails later
-    keeps its checkpoints and a ``FAILED`` file, never a ``metrics.json``.
+    file, or to the terminal with ``HYDRA_FULL_ERROR=1``) and exits with status 1; so does a
+    single run stopped by a callback (``TerminateOnNaN``). A failed job inside a multirun is
+    recorded as failed with a NaN metric and the sweep goes on. A run that fails before its
+    first optimizer step leaves no run directory behind (unless the directory held an earlier
+    run, e.g. a resume in place); one that fails later keeps its checkpoints and a ``FAILED``
+    file, never a ``metrics.json``. Under DDP the error names the rank it happened on.
     """
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     output_dir = Path(hc.runtime.output_dir)
     rank = global_rank()
+    fresh_dir = _is_fresh_run_dir(output_dir, str(cfg.get("task_name", "")))
     if logging.getLogger().handlers:
         # `import lightning` adds its own console handler; Hydra's root handlers already print
         # (and save) everything, so drop it to avoid every line appearing twice.
@@ -179,13 +208,14 @@ def run(cfg: DictConfig) -> float | None:
         OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=False)
         print_config_tree(cfg, save_to=output_dir / "config_tree.log", show=bool(cfg.get("print_config", True)))
 
+    start = time.time()
     job = {
         "job_num": hc.job.get("num") if multirun else None,
         "overrides": list(hc.overrides.task),
         "output_dir": str(output_dir),
+        "started_at": start,
     }
     progress = TrainResult()
-    start = time.time()
     try:
         if multirun and rank == 0:
             with isolated_distributed_state():
@@ -193,7 +223,8 @@ def run(cfg: DictConfig) -> float | None:
         else:
             result = train(cfg, output_dir, progress)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, then handled below
-        message = short_message(exc)
+        world = int(getattr(progress.trainer, "world_size", 1) or 1)
+        message = _rank_message(short_message(exc), rank, world)
         if rank != 0:  # rank 0 reports and cleans up; the others only say why they stopped
             if full_error_requested():
                 raise
@@ -201,18 +232,22 @@ def run(cfg: DictConfig) -> float | None:
             sys.exit(1)
         log.error(f"Run failed: {message}")
         log.debug("".join(traceback.format_exception(exc)))
+        if not multirun:
+            end_child_ranks(timeout=10)  # a rank stuck elsewhere must not outlive the run
         if full_error_requested() and not multirun:
             raise
         if multirun:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
-            write_job_result(output_dir, {**job, "status": "failed", "error": message, "optimized_metric": math.nan})
+            write_job_result(output_dir, {**job, "status": "failed", "error": message,
+                                          "optimized_metric": math.nan, "finished_at": time.time()})
             return math.nan
-        if progress.fit_started:
+        if progress.trained or not fresh_dir:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
             where = f" (checkpoints and logs kept in {output_dir})"
         else:
+            _close_log_files(output_dir)
             shutil.rmtree(output_dir, ignore_errors=True)
-            where = ""
+            where = " (before training: no run directory kept)"
         print(f"Error: {message}{where}\nSet HYDRA_FULL_ERROR=1 for the full traceback.", file=sys.stderr)
         sys.exit(1)
 
@@ -220,11 +255,52 @@ def run(cfg: DictConfig) -> float | None:
     if rank == 0:
         status = "failed" if result.failed_by_callback else "ok"
         payload = {**job, "status": status, "optimized_metric": value, "metrics": dict(result),
-                   "best_model_path": result.best_model_path, "seconds": round(time.time() - start, 2)}
+                   "best_model_path": result.best_model_path, "seconds": round(time.time() - start, 2),
+                   "finished_at": time.time()}
         if result.failed_by_callback:
-            (output_dir / FAILED_MARKER).write_text("stopped by a callback (run_failed), e.g. a NaN loss\n")
+            payload["error"] = result.failure_reason
+            (output_dir / FAILED_MARKER).write_text(f"stopped by a callback: {result.failure_reason}\n")
         else:
             (output_dir / METRICS_FILE).write_text(json.dumps(payload, indent=2))
         write_job_result(output_dir, payload)
         _print_summary(output_dir, result, value, cfg)
+    if result.failed_by_callback and not multirun:
+        if rank == 0:
+            print(f"Error: the run was stopped: {result.failure_reason} (checkpoints and logs kept in {output_dir})",
+                  file=sys.stderr)
+        sys.exit(1)
     return value
+
+
+# What Hydra and the start of run() write into a run directory before anything is trained.
+_SETUP_FILES = {".hydra", "config_resolved.yaml", "config_tree.log"}
+
+
+def _is_fresh_run_dir(output_dir: Path, task_name: str) -> bool:
+    """True when ``output_dir`` holds nothing but what this run's start-up wrote (not an earlier run)."""
+    if not output_dir.is_dir():
+        return True
+    setup = _SETUP_FILES | {f"{task_name}.log", "run.log"}
+    return all(entry.name in setup for entry in output_dir.iterdir())
+
+
+def _close_log_files(output_dir: Path) -> None:
+    """Close the file handlers Hydra opened in ``output_dir`` before the directory is removed."""
+    for handler in list(logging.getLogger().handlers):
+        filename = getattr(handler, "baseFilename", "")
+        if filename and Path(filename).parent == output_dir:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+
+
+def _rank_message(message: str, rank: int, world: int) -> str:
+    """Name the rank under DDP (``world`` processes), and say what a collective timeout means."""
+    if world > 1:
+        message = f"rank {rank} of {world}: {message}"
+    lowered = message.lower()
+    if world > 1 and ("timed out" in lowered or "timeout" in lowered):
+        message += (
+            "\n  (a collective waited longer than trainer.strategy.timeout: another rank is stuck or failed;"
+            " raise it with trainer.strategy.timeout.seconds=...)"
+        )
+    return message
