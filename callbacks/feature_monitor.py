@@ -394,8 +394,7 @@ class FeatureMonitorCallback(Callback):
         names = auto_layer_names(pl_module) if self.layer_names == ["auto"] else self.layer_names
         self._layers = resolve_layers(pl_module, names, where="FeatureMonitorCallback.layer_names")
         keys = (*MOMENT_KEYS, *(k for k in self.reductions if k not in MOMENT_KEYS))
-        device = pl_module.device
-        self._metrics = {name: LayerStats(keys, self.reductions).to(device) for name in self._layers}
+        self._metrics = {name: LayerStats(keys, self.reductions) for name in self._layers}
         self._views = {name: {s: _StatView(self, name, s) for s in self.stat_names} for name in self._layers}
         if stage == "fit" and trainer.is_global_zero:
             log.info("FeatureMonitorCallback: monitoring %s", ", ".join(self._layers))
@@ -405,7 +404,10 @@ class FeatureMonitorCallback(Callback):
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for metric in self._metrics.values():
+        # `setup` runs before the strategy moves the model: put the states where the model (and
+        # the process group's backend, e.g. NCCL) is now.
+        for name, metric in self._metrics.items():
+            self._metrics[name] = metric.to(pl_module.device)
             metric.reset()
         self._epoch_cache = {}
 
