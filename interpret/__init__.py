@@ -13,6 +13,7 @@ This package never imports Lightning, Hydra or the project's ``runner``.
 from interpret.api import compare_methods, explain_prediction, visualize_batch
 from interpret.attention import AttentionFlow, AttentionRollout, attention_flow, attention_rollout
 from interpret.base import Explainer, InvalidImageError, frozen_eval, normalize_maps, preserve_model_state
+from interpret.features import FeatureVisualizer
 from interpret.gradcam import GradCAM, GradCAMPlusPlus
 from interpret.hooks import HookManager
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD, load_image, pil_to_tensor, pils_to_batch, resolve_path
@@ -20,6 +21,7 @@ from interpret.integrated_gradients import IntegratedGradients
 from interpret.layers import default_target_layer, resolve_layer, resolve_normalization, tokens_to_grid
 from interpret.registry import available_methods, canonical_method, get_explainer, method_keywords, register_method
 from interpret.saliency import Saliency
+from interpret.segmentation import SegmentationScore, explain_segmentation
 from interpret.smoothgrad import SmoothGrad
 from interpret.visualize import apply_colormap, check_colormap, image_to_uint8, load_font, make_grid, overlay_heatmap
 
@@ -29,12 +31,14 @@ __all__ = [
     "AttentionFlow",
     "AttentionRollout",
     "Explainer",
+    "FeatureVisualizer",
     "GradCAM",
     "GradCAMPlusPlus",
     "HookManager",
     "IntegratedGradients",
     "InvalidImageError",
     "Saliency",
+    "SegmentationScore",
     "SmoothGrad",
     "apply_colormap",
     "attention_flow",
@@ -45,6 +49,7 @@ __all__ = [
     "compare_methods",
     "default_target_layer",
     "explain_prediction",
+    "explain_segmentation",
     "frozen_eval",
     "get_explainer",
     "image_to_uint8",
