@@ -1,27 +1,34 @@
-"""Benchmark the interpret package against its floors and against captum / pytorch-grad-cam.
+"""Benchmark the interpret package against independent floors and against captum / pytorch-grad-cam.
 
 Everything is measured in one run on the same inputs (timm resnet18, random weights, 224x224,
-batch 8 by default) and printed as ratios (medians over ``--repeats``):
+batch 8 by default) and printed as medians over ``--repeats`` (every figure, default 5) and as
+ratios. The floors are written inline below in plain PyTorch (``register_forward_hook``,
+``torch.autograd.grad``), using nothing of the project's hooks or helpers:
 
-- GradCAM and GradCAM++ against one forward+backward of the batch (two floors: a full backward
-  with weight gradients, and the backward down to the target layer only) and against
-  pytorch-grad-cam;
-- Integrated Gradients (50 steps) against 50 batched forward+backward passes to the input, and
-  against captum with the same steps, quadrature and internal batch size;
-- SmoothGrad (vanilla-gradient base, 50 samples) likewise against captum's NoiseTunnel;
-- the peak memory of Integrated Gradients at two ``internal_batch_size`` values (CPU: peak RSS
-  (VmHWM) of a fresh subprocess above its peak before the call; CUDA: ``torch.cuda.max_memory_allocated``).
+- CAM floor: one forward + ``torch.autograd.grad(score, layer_output)`` with every parameter
+  frozen (no weight gradients, nothing computed below the layer). Compared with a forward +
+  ``score.backward()`` that computes weight gradients (what pytorch-grad-cam does): their ratio is
+  the speed-up that comes from freezing parameters.
+- IG floor: the same number of forward+backward passes at the same chunk size as ours
+  (``internal_batch_size`` scaled images per pass), path construction (baseline + alpha * diff,
+  per chunk) and the weighted accumulation included, parameters frozen. The same passes one
+  quadrature step at a time (one pass of ``batch`` images per step) give the speed-up that comes
+  from batching (chunking the steps), and with weight gradients (``.backward()``) the one that
+  comes from freezing.
+- SmoothGrad floor: the same noisy copies (noise drawn per chunk, as ours), forward + gradient
+  to the input per chunk, parameters frozen.
 
 Usage::
 
     python scripts/bench_interpret.py                 # CPU (and GPU if present: --device auto)
     python scripts/bench_interpret.py --quick         # small and fast: 112 px, batch 4, 16 steps
-    python scripts/bench_interpret.py --device cuda --repeats 5
+    python scripts/bench_interpret.py --device cuda --repeats 9
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -33,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -103,7 +111,24 @@ def _peak_memory(args: argparse.Namespace, device: torch.device, chunk: int) -> 
     return int(json.loads(out)["peak_bytes"])
 
 
-def bench(args: argparse.Namespace, device: torch.device) -> None:
+class _Frozen:
+    """Freeze every parameter inside the block, restore ``requires_grad`` after (plain PyTorch)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.flags: list[tuple[torch.nn.Parameter, bool]] = []
+
+    def __enter__(self) -> None:
+        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in self.flags:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p, flag in self.flags:
+            p.requires_grad_(flag)
+
+
+def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     from captum.attr import IntegratedGradients as CaptumIG
     from captum.attr import NoiseTunnel
     from captum.attr import Saliency as CaptumSaliency
@@ -112,45 +137,54 @@ def bench(args: argparse.Namespace, device: torch.device) -> None:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from interpret import GradCAM, GradCAMPlusPlus, IntegratedGradients, Saliency, SmoothGrad
-    from interpret.base import preserve_model_state
-    from interpret.hooks import ActivationCapture, HookManager
 
     model = _model(device)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     targets = torch.arange(args.batch, device=device) % 1000
     rows = torch.arange(args.batch, device=device)
     r = args.repeats
+    figures: dict[str, float] = {}
     print(f"device={device} ({torch.get_num_threads()} threads)  model=resnet18  input={args.batch}x3x{args.size}x{args.size}"
-          f"  steps={args.steps}  samples={args.samples}  repeats={r} (median)")
+          f"  steps={args.steps}  samples={args.samples}  internal_batch_size={args.internal_batch_size}"
+          f"  repeats={r} per figure (median)")
 
-    # ------------------------------------------------------------------ floors
-    def forward_full_backward() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x)[rows, targets].sum().backward()
+    # ------------------------------------------------------------ CAM floors
+    def cam_floor_frozen() -> None:
+        """forward + autograd.grad(score, layer4 output), parameters frozen: the least a CAM costs."""
+        captured: list[torch.Tensor] = []
 
-    def forward_backward_to_layer() -> None:
-        with preserve_model_state(model):
-            capture = ActivationCapture()
-            with HookManager() as hooks:
-                hooks.register_forward_hook(model.layer4, capture)
+        def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+            leaf = output.detach().requires_grad_(True)
+            captured.append(leaf)
+            return leaf.clone()  # the clone keeps later in-place ops on the output legal
+
+        with _Frozen(model):
+            handle = model.layer4.register_forward_hook(hook)
+            try:
                 score = model(x)[rows, targets].sum()
-            torch.autograd.grad(score, capture.activation)
+            finally:
+                handle.remove()
+            torch.autograd.grad(score, captured[0])
 
-    def forward_backward_to_input(batch: torch.Tensor, tgt: torch.Tensor) -> None:
-        with preserve_model_state(model):
-            inputs = batch.detach().requires_grad_(True)
-            torch.autograd.grad(model(inputs)[torch.arange(len(tgt), device=device), tgt].sum(), inputs)
+    def cam_floor_weight_grads() -> None:
+        """forward + score.backward() with weight gradients, keeping layer4's output gradient."""
+        captured: list[torch.Tensor] = []
+        handle = model.layer4.register_forward_hook(lambda m, i, o: captured.append(o) or o.retain_grad())
+        try:
+            model.zero_grad(set_to_none=True)
+            model(x)[rows, targets].sum().backward()
+        finally:
+            handle.remove()
 
-    t_full = _time(forward_full_backward, r, device)
+    t_frozen = _time(cam_floor_frozen, r, device)
+    t_weights = _time(cam_floor_weight_grads, r, device)
     model.zero_grad(set_to_none=True)
-    t_layer = _time(forward_backward_to_layer, r, device)
-    t_input = _time(lambda: forward_backward_to_input(x, targets), r, device)
-    print("\nfloors (s):")
-    print(f"  forward + full backward (weight grads)      {t_full:8.3f}")
-    print(f"  forward + backward to layer4 only           {t_layer:8.3f}")
-    print(f"  forward + backward to the input (frozen)    {t_input:8.3f}")
+    figures.update(cam_floor_frozen=t_frozen, cam_floor_weight_grads=t_weights)
+    print("\nCAM floors (s):")
+    print(f"  forward + grad to layer4 output, parameters frozen   {t_frozen:8.3f}   <- the CAM floor")
+    print(f"  forward + backward() with weight gradients           {t_weights:8.3f}")
+    print(f"  -> freezing parameters saves {t_weights / t_frozen:5.2f}x (a backward without weight gradients)")
 
-    # ----------------------------------------------------------------- GradCAM
     print("\nGradCAM family (target layer4):")
     for name, ours_cls, theirs_cls in (("GradCAM", GradCAM, PGCGradCAM), ("GradCAM++", GradCAMPlusPlus, PGCGradCAMPlusPlus)):
         ours = ours_cls(model, "layer4")
@@ -160,67 +194,121 @@ def bench(args: argparse.Namespace, device: torch.device) -> None:
         t_theirs = _time(lambda: theirs(input_tensor=x, targets=cam_targets), r, device)
         theirs.activations_and_grads.release()
         model.zero_grad(set_to_none=True)
-        print(f"  {name:10s} {t_ours:7.3f}s = {t_ours / t_full:5.2f}x fwd+full-bwd, {t_ours / t_layer:5.2f}x fwd+bwd-to-layer;"
-              f"  pytorch-grad-cam {t_theirs:7.3f}s -> ours is {t_theirs / t_ours:5.2f}x faster")
+        figures[f"{name}_ours"], figures[f"{name}_pytorch_grad_cam"] = t_ours, t_theirs
+        print(f"  {name:10s} ours {t_ours:7.3f}s = {t_ours / t_frozen:5.2f}x the CAM floor;"
+              f"  pytorch-grad-cam {t_theirs:7.3f}s = {t_theirs / t_frozen:5.2f}x the floor"
+              f" ({t_theirs / t_weights:4.2f}x the weight-gradient backward) -> ours is {t_theirs / t_ours:5.2f}x faster")
 
-    # ------------------------------------------------------- Integrated Gradients
-    chunk = args.internal_batch_size
-    steps = args.steps
-    scaled = [x * ((k + 0.5) / steps) for k in range(steps)]
+    # ---------------------------------------------------- Integrated Gradients
+    chunk, steps, batch = args.internal_batch_size, args.steps, args.batch
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    alphas = torch.tensor((nodes + 1) / 2, device=device, dtype=x.dtype)
+    quad = torch.tensor(weights / 2, device=device, dtype=torch.float32)
+    baseline = torch.zeros_like(x)
 
-    def batched_passes() -> None:
-        for batch in scaled:
-            forward_backward_to_input(batch, targets)
+    def ig_passes(size: int, frozen: bool) -> torch.Tensor:
+        """All batch x steps scaled images in passes of ``size``: path, forward, grad, accumulate."""
+        diff = x - baseline
+        total = torch.zeros_like(x, dtype=torch.float32)
+        count = batch * steps
+        context = _Frozen(model) if frozen else contextlib.nullcontext()
+        with context:
+            for start in range(0, count, size):
+                ids = torch.arange(start, min(start + size, count), device=device)
+                image, step = ids // steps, ids % steps
+                scaled = (baseline[image] + alphas[step].view(-1, 1, 1, 1) * diff[image]).requires_grad_(True)
+                score = model(scaled)[torch.arange(len(ids), device=device), targets[image]].sum()
+                if frozen:
+                    (grad,) = torch.autograd.grad(score, scaled)
+                else:
+                    model.zero_grad(set_to_none=True)
+                    score.backward()
+                    grad = scaled.grad
+                total.index_add_(0, image, grad.float() * quad[step].view(-1, 1, 1, 1))
+        return diff * total
 
-    t_passes = _time(batched_passes, max(1, r // 2), device)
-    ours_ig = IntegratedGradients(model, baseline=torch.zeros_like(x[0]), steps=steps, internal_batch_size=chunk)
-    t_ig = _time(lambda: ours_ig.attribute(x, target_class=targets), max(1, r // 2), device)
+    t_ig_floor = _time(lambda: ig_passes(chunk, True), r, device)
+    t_ig_per_step = _time(lambda: ig_passes(batch, True), r, device)  # one pass of `batch` images per step
+    t_ig_weights = _time(lambda: ig_passes(chunk, False), r, device)
+    model.zero_grad(set_to_none=True)
+    ours_ig = IntegratedGradients(model, baseline=baseline[0], steps=steps, internal_batch_size=chunk)
+    t_ig = _time(lambda: ours_ig.attribute(x, target_class=targets), r, device)
     captum_ig = CaptumIG(model)
     t_captum = _time(
         lambda: captum_ig.attribute(
-            x, baselines=torch.zeros_like(x), target=targets, n_steps=steps, method="gausslegendre",
-            internal_batch_size=chunk,
+            x, baselines=baseline, target=targets, n_steps=steps, method="gausslegendre", internal_batch_size=chunk
         ),
-        max(1, r // 2),
+        r,
         device,
     )
     model.zero_grad(set_to_none=True)
-    print(f"\nIntegrated Gradients ({steps} steps, internal_batch_size={chunk}):")
-    print(f"  ours {t_ig:7.3f}s = {t_ig / t_passes:5.2f}x {steps} batched fwd+bwd passes ({t_passes:.3f}s);"
-          f"  captum {t_captum:7.3f}s -> ours/captum = {t_ig / t_captum:5.2f}")
+    passes = -(-batch * steps // chunk)
+    figures.update(ig_floor=t_ig_floor, ig_floor_per_step=t_ig_per_step, ig_floor_weight_grads=t_ig_weights,
+                   ig_ours=t_ig, ig_captum=t_captum)
+    print(f"\nIntegrated Gradients ({steps} steps x {batch} images, internal_batch_size={chunk}: {passes} passes):")
+    print(f"  IG floor ({passes} frozen passes of <= {chunk}, path included)  {t_ig_floor:8.3f}s")
+    print(f"  ours {t_ig:7.3f}s = {t_ig / t_ig_floor:5.2f}x the IG floor;  captum {t_captum:7.3f}s"
+          f" = {t_captum / t_ig_floor:5.2f}x the floor -> ours/captum = {t_ig / t_captum:5.2f}")
+    print(f"  -> batching: {steps} passes of {batch} images take {t_ig_per_step:7.3f}s, "
+          f"{t_ig_per_step / t_ig_floor:5.2f}x the chunked floor (speed-up from chunking the steps)")
+    print(f"  -> freezing: the same passes with weight gradients take {t_ig_weights:7.3f}s, "
+          f"{t_ig_weights / t_ig_floor:5.2f}x (speed-up from a backward without weight gradients)")
 
     # -------------------------------------------------------------- SmoothGrad
     samples = args.samples
+
+    def smoothgrad_floor() -> torch.Tensor:
+        flat = x.flatten(1)
+        sigma = (0.15 * (flat.amax(1) - flat.amin(1))).view(-1, 1, 1, 1)
+        generator = torch.Generator(device=device).manual_seed(0)
+        total = torch.zeros_like(x)
+        count = batch * samples
+        with _Frozen(model):
+            for start in range(0, count, chunk):
+                image = torch.arange(start, min(start + chunk, count), device=device) // samples
+                noise = torch.randn((len(image), *x.shape[1:]), generator=generator, device=device)
+                noisy = (x[image] + sigma[image] * noise).requires_grad_(True)
+                score = model(noisy)[torch.arange(len(image), device=device), targets[image]].sum()
+                (grad,) = torch.autograd.grad(score, noisy)
+                total.index_add_(0, image, grad.abs())
+        return total / samples
+
+    t_sg_floor = _time(smoothgrad_floor, r, device)
     smooth = SmoothGrad(Saliency(model), noise_level=0.15, num_samples=samples, internal_batch_size=chunk)
-    t_smooth = _time(lambda: smooth.attribute(x, target_class=targets), max(1, r // 2), device)
+    t_smooth = _time(lambda: smooth.attribute(x, target_class=targets), r, device)
     span = float(x.max() - x.min())
     tunnel = NoiseTunnel(CaptumSaliency(model))
     t_tunnel = _time(
         lambda: tunnel.attribute(
-            x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=max(1, chunk // args.batch),
+            x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=max(1, chunk // batch),
             stdevs=0.15 * span, target=targets, abs=True,
         ),
-        max(1, r // 2),
+        r,
         device,
     )
     model.zero_grad(set_to_none=True)
-    print(f"\nSmoothGrad (saliency base, {samples} samples, internal_batch_size={chunk}):")
-    print(f"  ours {t_smooth:7.3f}s = {t_smooth / t_passes * steps / samples:5.2f}x {samples} batched fwd+bwd passes;"
-          f"  captum NoiseTunnel {t_tunnel:7.3f}s -> ours/captum = {t_smooth / t_tunnel:5.2f}")
+    figures.update(smoothgrad_floor=t_sg_floor, smoothgrad_ours=t_smooth, smoothgrad_captum=t_tunnel)
+    print(f"\nSmoothGrad (saliency base, {samples} samples x {batch} images, internal_batch_size={chunk}):")
+    print(f"  SmoothGrad floor (frozen passes of <= {chunk}, noise included) {t_sg_floor:8.3f}s")
+    print(f"  ours {t_smooth:7.3f}s = {t_smooth / t_sg_floor:5.2f}x the floor;  captum NoiseTunnel {t_tunnel:7.3f}s"
+          f" = {t_tunnel / t_sg_floor:5.2f}x the floor -> ours/captum = {t_smooth / t_tunnel:5.2f}")
 
     # ------------------------------------------------------------------ memory
     if not args.skip_memory:
         print(f"\nIntegrated Gradients peak memory ({steps} steps, batch {args.batch}):")
         for size in args.memory_chunks:
             peak = _peak_memory(args, device, size)
+            figures[f"ig_peak_mib_chunk{size}"] = peak / 2**20
             print(f"  internal_batch_size={size:4d}: {peak / 2**20:8.1f} MiB above the model's footprint")
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cpu, then cuda when present)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    parser.add_argument("--quick", action="store_true", help="112 px, batch 4, 16 steps/samples, 1 repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of every figure (median), >= 1")
+    parser.add_argument("--quick", action="store_true", help="112 px, batch 4, 16 steps/samples")
+    parser.add_argument("--json", default=None, help="also write every figure (seconds, MiB) to this JSON file")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=50)
@@ -230,8 +318,10 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.quick:
-        args.size, args.batch, args.steps, args.samples, args.repeats = 112, 4, 16, 16, 1
+        args.size, args.batch, args.steps, args.samples = 112, 4, 16, 16
     if args.memory_child is not None:
         _memory_child(args)
         return
@@ -239,9 +329,12 @@ def main() -> None:
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     else:
         devices = [torch.device(args.device)]
+    results = {}
     for device in devices:
-        bench(args, device)
+        results[device.type] = bench(args, device)
         print()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
