@@ -304,3 +304,18 @@ def test_evaluate_methods_table_with_baselines_and_recommendations(tmp_path) -> 
         evaluate_methods(model, images, None, ["saliency"], metrics=["iou"])
     with pytest.raises(ValueError, match="unknown method 'gradcan'"):
         evaluate_methods(model, images, None, ["gradcan"])
+
+
+def test_evaluate_methods_randomisation_column() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(tiny_cnn()).eval()
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    table = evaluate_methods(
+        model, images, None, ["gradcam"], metrics=["randomisation"], method_kwargs={"gradcam": {"target_layer": "4"}},
+        n_bootstrap=100,
+    )
+    assert table.curves[("gradcam", "randomisation")].shape == (4, 4)  # 4 parametrised layers of tiny_cnn
+    # the centred Gaussian ignores the model: it keeps a similarity of 1 after full randomisation
+    assert table.summaries[("centre_gaussian", "randomisation")].mean == pytest.approx(1.0)
+    assert table.summaries[("gradcam", "randomisation")].mean < 0.5
+    assert table.recommendations["randomisation"].startswith("randomisation ↓: gradcam is best")
