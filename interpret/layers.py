@@ -8,6 +8,7 @@ with ``named_modules()`` and its names are prefixed with its own path.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -210,7 +211,20 @@ def layer_channels(model: nn.Module, name: str, module: nn.Module) -> int | None
 
 
 def input_size_of(model: nn.Module) -> tuple[int, int] | None:
-    """The ``(H, W)`` the model's data config asks for (``model.data_config`` or timm's), or None."""
+    """The ``(H, W)`` the model is run at, or None when unknown.
+
+    Read from, in order: an ``image_size`` the model declares (an attribute, or a saved
+    hyper-parameter such as this project's ``ImageClassifier(image_size=32)``), the model's
+    ``data_config``, timm's data config of the timm model inside.
+    """
+    declared: Any = getattr(model, "image_size", None)
+    if declared is None:
+        hparams = getattr(model, "hparams", None)
+        declared = hparams.get("image_size") if isinstance(hparams, Mapping) else None
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > 0:
+        return declared, declared
+    if isinstance(declared, tuple | list) and len(declared) in (2, 3) and all(isinstance(v, int) for v in declared):
+        return int(declared[-2]), int(declared[-1])
     config = _data_config(model)
     size = config.get("input_size") if config else None
     if size is None or len(size) < 2:

@@ -175,6 +175,10 @@ def test_project_image_classifier_wrapper() -> None:
         assert explainer.explain(torch.randn(2, 3, 32, 32)).shape == (2, 32, 32)
     baseline = IntegratedGradients(model).make_baseline(torch.zeros(1, 3, 2, 2))
     torch.testing.assert_close(baseline[0, 0, 0, 0], torch.tensor(-0.485 / 0.229))
+    # trained at 32 px (its image_size hyper-parameter): the automatic layer is the last 4x4 stage
+    small = ImageClassifier(backbone="resnet18", num_classes=3, image_size=32).eval()
+    assert GradCAM(small).target_layer_name == "backbone.layer2"
+    assert GradCAM(small).input_size == (32, 32)
 
 
 def test_gradcampp_differs_from_pytorch_grad_cam_only_by_its_eps(resnet) -> None:
