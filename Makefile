@@ -22,9 +22,10 @@ run: install
 test: install
 	$(PY) -m pytest $(ARGS)
 
-## the benchmarks (ratios against baselines measured in the same run)
+## the benchmarks (ratios against baselines measured in the same run); REPEATS runs of each side, medians
+REPEATS ?= 5
 bench: install
-	$(PY) scripts/bench_runner.py
+	$(PY) scripts/bench_runner.py --repeats $(REPEATS)
 	$(PY) scripts/bench_interpret.py --quick
 	$(PY) scripts/bench_callbacks.py
 
