@@ -92,7 +92,11 @@ def isolated_distributed_state() -> Iterator[None]:
 
 def _uses_subprocess_ddp(trainer_cfg: DictConfig) -> bool:
     strategy: Any = trainer_cfg.get("strategy")
-    name = strategy if isinstance(strategy, str) else str(getattr(strategy, "get", lambda *_: "")("_target_", ""))
+    if isinstance(strategy, str):
+        name = strategy
+    else:  # a DDPStrategy node: its class and start_method (popen, the default, re-runs the command)
+        get = getattr(strategy, "get", lambda *_: "")
+        name = f"{get('_target_', '')} {get('start_method', '') or ''}"
     return "ddp" in name.lower() and "spawn" not in name.lower() and "fork" not in name.lower()
 
 
