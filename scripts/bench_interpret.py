@@ -1,8 +1,8 @@
 """Benchmark the interpret package against independent floors and against captum / pytorch-grad-cam.
 
 Everything is measured in one run on the same inputs (timm resnet18, random weights, 224x224,
-batch 8 by default) and printed as medians over ``--repeats`` (every figure, default 5) and as
-ratios. The floors are written inline below in plain PyTorch (``register_forward_hook``,
+batch 8 by default) and printed as medians over ``--repeats`` (every figure, default 5; the
+contenders of a section run in alternating rounds) and as ratios. The floors are written inline below in plain PyTorch (``register_forward_hook``,
 ``torch.autograd.grad``), using nothing of the project's hooks or helpers:
 
 - CAM floor: one forward + ``torch.autograd.grad(score, layer_output)`` with every parameter
@@ -49,16 +49,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _rounds(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function, measured in alternating rounds (one call of each per round).
+
+    Alternating keeps the ratios fair on a shared, noisy machine: a slow spell slows every
+    contender of a round alike, instead of the one that happened to run then.
+    """
+    for fn in fns.values():  # warm-up
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _model(device: torch.device) -> torch.nn.Module:
@@ -176,24 +183,31 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
         finally:
             handle.remove()
 
-    t_frozen = _time(cam_floor_frozen, r, device)
-    t_weights = _time(cam_floor_weight_grads, r, device)
+    cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]
+    ours_cam = {"GradCAM": GradCAM(model, "layer4"), "GradCAM++": GradCAMPlusPlus(model, "layer4")}
+    theirs_cam = {
+        "GradCAM": PGCGradCAM(model=model, target_layers=[model.layer4]),
+        "GradCAM++": PGCGradCAMPlusPlus(model=model, target_layers=[model.layer4]),
+    }
+    contenders: dict[str, Callable[[], object]] = {"floor": cam_floor_frozen, "weights": cam_floor_weight_grads}
+    for name in ours_cam:
+        contenders[f"{name}_ours"] = lambda e=ours_cam[name]: e.explain(x, target_class=targets)
+        contenders[f"{name}_pytorch_grad_cam"] = lambda c=theirs_cam[name]: c(input_tensor=x, targets=cam_targets)
+    cam_times = _rounds(contenders, r, device)
+    for cam in theirs_cam.values():
+        cam.activations_and_grads.release()
     model.zero_grad(set_to_none=True)
+    t_frozen, t_weights = cam_times["floor"], cam_times["weights"]
     figures.update(cam_floor_frozen=t_frozen, cam_floor_weight_grads=t_weights)
     print("\nCAM floors (s):")
     print(f"  forward + grad to layer4 output, parameters frozen   {t_frozen:8.3f}   <- the CAM floor")
     print(f"  forward + backward() with weight gradients           {t_weights:8.3f}")
-    print(f"  -> freezing parameters saves {t_weights / t_frozen:5.2f}x (a backward without weight gradients)")
+    print(f"  -> freezing parameters saves {t_weights / t_frozen:5.2f}x (a backward without weight gradients,"
+          " which then also stops at the layer: nothing below it needs a gradient)")
 
     print("\nGradCAM family (target layer4):")
-    for name, ours_cls, theirs_cls in (("GradCAM", GradCAM, PGCGradCAM), ("GradCAM++", GradCAMPlusPlus, PGCGradCAMPlusPlus)):
-        ours = ours_cls(model, "layer4")
-        t_ours = _time(lambda: ours.explain(x, target_class=targets), r, device)
-        theirs = theirs_cls(model=model, target_layers=[model.layer4])
-        cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]
-        t_theirs = _time(lambda: theirs(input_tensor=x, targets=cam_targets), r, device)
-        theirs.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)
+    for name in ours_cam:
+        t_ours, t_theirs = cam_times[f"{name}_ours"], cam_times[f"{name}_pytorch_grad_cam"]
         figures[f"{name}_ours"], figures[f"{name}_pytorch_grad_cam"] = t_ours, t_theirs
         print(f"  {name:10s} ours {t_ours:7.3f}s = {t_ours / t_frozen:5.2f}x the CAM floor;"
               f"  pytorch-grad-cam {t_theirs:7.3f}s = {t_theirs / t_frozen:5.2f}x the floor"
@@ -227,21 +241,25 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
                 total.index_add_(0, image, grad.float() * quad[step].view(-1, 1, 1, 1))
         return diff * total
 
-    t_ig_floor = _time(lambda: ig_passes(chunk, True), r, device)
-    t_ig_per_step = _time(lambda: ig_passes(batch, True), r, device)  # one pass of `batch` images per step
-    t_ig_weights = _time(lambda: ig_passes(chunk, False), r, device)
-    model.zero_grad(set_to_none=True)
     ours_ig = IntegratedGradients(model, baseline=baseline[0], steps=steps, internal_batch_size=chunk)
-    t_ig = _time(lambda: ours_ig.attribute(x, target_class=targets), r, device)
     captum_ig = CaptumIG(model)
-    t_captum = _time(
-        lambda: captum_ig.attribute(
-            x, baselines=baseline, target=targets, n_steps=steps, method="gausslegendre", internal_batch_size=chunk
-        ),
+    ig_times = _rounds(
+        {
+            "floor": lambda: ig_passes(chunk, True),
+            "per_step": lambda: ig_passes(batch, True),  # one pass of `batch` images per step
+            "weights": lambda: ig_passes(chunk, False),
+            "ours": lambda: ours_ig.attribute(x, target_class=targets),
+            "captum": lambda: captum_ig.attribute(
+                x, baselines=baseline, target=targets, n_steps=steps, method="gausslegendre",
+                internal_batch_size=chunk,
+            ),
+        },
         r,
         device,
     )
     model.zero_grad(set_to_none=True)
+    t_ig_floor, t_ig_per_step, t_ig_weights = ig_times["floor"], ig_times["per_step"], ig_times["weights"]
+    t_ig, t_captum = ig_times["ours"], ig_times["captum"]
     passes = -(-batch * steps // chunk)
     figures.update(ig_floor=t_ig_floor, ig_floor_per_step=t_ig_per_step, ig_floor_weight_grads=t_ig_weights,
                    ig_ours=t_ig, ig_captum=t_captum)
@@ -273,20 +291,23 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
                 total.index_add_(0, image, grad.abs())
         return total / samples
 
-    t_sg_floor = _time(smoothgrad_floor, r, device)
     smooth = SmoothGrad(Saliency(model), noise_level=0.15, num_samples=samples, internal_batch_size=chunk)
-    t_smooth = _time(lambda: smooth.attribute(x, target_class=targets), r, device)
     span = float(x.max() - x.min())
     tunnel = NoiseTunnel(CaptumSaliency(model))
-    t_tunnel = _time(
-        lambda: tunnel.attribute(
-            x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=max(1, chunk // batch),
-            stdevs=0.15 * span, target=targets, abs=True,
-        ),
+    sg_times = _rounds(
+        {
+            "floor": smoothgrad_floor,
+            "ours": lambda: smooth.attribute(x, target_class=targets),
+            "captum": lambda: tunnel.attribute(
+                x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=max(1, chunk // batch),
+                stdevs=0.15 * span, target=targets, abs=True,
+            ),
+        },
         r,
         device,
     )
     model.zero_grad(set_to_none=True)
+    t_sg_floor, t_smooth, t_tunnel = sg_times["floor"], sg_times["ours"], sg_times["captum"]
     figures.update(smoothgrad_floor=t_sg_floor, smoothgrad_ours=t_smooth, smoothgrad_captum=t_tunnel)
     print(f"\nSmoothGrad (saliency base, {samples} samples x {batch} images, internal_batch_size={chunk}):")
     print(f"  SmoothGrad floor (frozen passes of <= {chunk}, noise included) {t_sg_floor:8.3f}s")
@@ -308,6 +329,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cpu, then cuda when present)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of every figure (median), >= 1")
     parser.add_argument("--quick", action="store_true", help="112 px, batch 4, 16 steps/samples")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write every figure (seconds, MiB) to this JSON file")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
@@ -322,6 +344,8 @@ def main() -> None:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.quick:
         args.size, args.batch, args.steps, args.samples = 112, 4, 16, 16
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.memory_child is not None:
         _memory_child(args)
         return
