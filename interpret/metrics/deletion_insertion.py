@@ -173,7 +173,7 @@ def deletion_insertion(
     targets: torch.Tensor | None = None,
     *,
     n_steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     substrate: str | float | torch.Tensor = "zeros",
     start: str | float | torch.Tensor = "blur",
 ) -> dict[str, CurveResult]:
@@ -203,7 +203,7 @@ def deletion(
     targets: torch.Tensor | None = None,
     *,
     n_steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     substrate: str | float | torch.Tensor = "zeros",
 ) -> CurveResult:
     """The deletion curve only (lower AUC = more faithful); see :func:`deletion_insertion`."""
@@ -217,7 +217,7 @@ def insertion(
     targets: torch.Tensor | None = None,
     *,
     n_steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     start: str | float | torch.Tensor = "blur",
 ) -> CurveResult:
     """The insertion curve only (higher AUC = more faithful); see :func:`deletion_insertion`."""

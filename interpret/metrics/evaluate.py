@@ -218,7 +218,7 @@ def evaluate_methods(
     method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     baselines: bool = True,
     n_steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     n_samples: int = 10,
     radius: float = 0.02,
     mean: Sequence[float] | None = None,

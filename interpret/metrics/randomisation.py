@@ -131,7 +131,7 @@ def model_randomisation(
     *,
     layers: Sequence[str] | None = None,
     explainer_kwargs: dict | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     seed: int = 0,
 ) -> RandomisationResult:
     """Cascading top-down randomisation; the similarity of the maps after each layer.

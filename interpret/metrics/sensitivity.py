@@ -46,7 +46,7 @@ def max_sensitivity(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     clip: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 32,
     seed: int = 0,
 ) -> torch.Tensor:
     """Max-sensitivity of ``explainer`` at each image, float32 ``(B,)``.
