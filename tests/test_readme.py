@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.readme]
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
