@@ -11,7 +11,7 @@ The curve has ``n_steps + 1`` points, from 0 pixels changed to all of them; by d
 ``n_steps = min(224, H * W)``, which at 224 px is RISE's 224 pixels per step. The AUC is the
 trapezoid rule over a [0, 1] x-axis, so it lies in [0, 1].
 
-All ``B x (n_steps + 1)`` perturbed images are built chunk by chunk (``batch_size`` images per
+All ``B x (n_steps + 1)`` perturbed images of each curve (the clean image once for both) are built chunk by chunk (``batch_size`` images per
 forward pass) straight from the images, the substrate and each pixel's rank: no image is ever
 processed alone and memory stays flat.
 """
@@ -113,8 +113,9 @@ def _ranks(maps: torch.Tensor) -> torch.Tensor:
     Ties keep raster order (a stable sort), so a constant map removes pixels row by row.
     """
     order = torch.sort(maps.flatten(1), dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    ranks = torch.empty(order.shape, dtype=torch.int32, device=order.device)
+    positions = torch.arange(order.shape[1], dtype=torch.int32, device=order.device)
+    ranks.scatter_(1, order, positions.expand(order.shape))
     return ranks
 
 
@@ -142,11 +143,15 @@ def _curves(
     if targets is None:
         targets = predicted_classes(model, x, batch_size)
     ranks = _ranks(saliency)  # (B, HW)
-    counts = pixel_counts(hw, n_steps).to(x.device)  # (n_steps + 1,)
+    counts = pixel_counts(hw, n_steps).to(device=x.device, dtype=torch.int32)  # (n_steps + 1,)
     points = n_steps + 1
     fractions = counts.float().cpu() / hw
-    results = {}
+    results: dict[str, CurveResult] = {}
     for mode in modes:
+        # insertion's last point (every pixel back) is the clean image, deletion's first point:
+        # when both run, it is scored once
+        shared = mode == "insertion" and "deletion" in results
+        scored_points = points - 1 if shared else points
         if mode == "deletion":
             # changed pixels take the substrate, the rest stays the image
             changed, kept = _substrate(x, substrate, "substrate"), x
@@ -154,14 +159,18 @@ def _curves(
             # changed pixels are the image again, the rest is the blurred start
             changed, kept = x, _substrate(x, start, "start")
 
-        def make_inputs(part: slice, changed: torch.Tensor = changed, kept: torch.Tensor = kept) -> torch.Tensor:
+        def make_inputs(
+            part: slice, changed: torch.Tensor = changed, kept: torch.Tensor = kept, scored_points: int = scored_points
+        ) -> torch.Tensor:
             ids = torch.arange(part.start, part.stop, device=x.device)
-            image, step = ids // points, ids % points
+            image, step = ids // scored_points, ids % scored_points
             mask = (ranks[image] < counts[step][:, None]).view(-1, 1, h, w)
             return torch.where(mask, changed[image], kept[image])
 
-        target_of = targets.repeat_interleave(points)
-        curves = predict_proba(model, make_inputs, b * points, target_of, batch_size).view(b, points)
+        target_of = targets.repeat_interleave(scored_points)
+        curves = predict_proba(model, make_inputs, b * scored_points, target_of, batch_size).view(b, scored_points)
+        if shared:
+            curves = torch.cat([curves, results["deletion"].curves[:, :1]], dim=1)
         results[mode] = CurveResult(curves, fractions, trapezoid_auc(curves, fractions), targets.cpu())
     return results
 

@@ -114,7 +114,10 @@ def test_deletion_insertion_are_batched_and_leave_the_model_alone() -> None:
     again = deletion(model, images, maps, None, n_steps=32, batch_size=7)
     torch.testing.assert_close(again.curves, result.curves)
     single = insertion(model, images[:1], maps[:1], None, n_steps=32, batch_size=99)
+    model.forward_calls.clear()
     both = deletion_insertion(model, images, maps, None, n_steps=32)
+    # the predicted classes, then 3 x (33 + 32) images: the clean image is scored once for both curves
+    assert model.forward_calls[0] == 3 and sum(model.forward_calls[1:]) == 3 * 65
     torch.testing.assert_close(single.curves[0], both["insertion"].curves[0])
 
 
