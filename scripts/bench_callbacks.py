@@ -141,6 +141,9 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
     print(f"  (wall overhead: median over rounds of with/without in the same round, minus 1 -- the verdict;")
     print(f"   in hooks: share of the training time spent inside the callback's hooks; baseline spread "
           f"across rounds {spread * 100:.1f}%)")
+    if spread > 0.10:
+        print(f"  WARNING: the baseline varied by {spread * 100:.0f}% between rounds (other jobs on this machine):")
+        print("  wall-clock differences of 1-2% are not resolvable here; rerun on a quiet machine (or more --rounds)")
     return ok
 
 
@@ -214,9 +217,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 rounds, 3 repeats (a smoke run)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-interpretation", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 on a machine shared with other jobs: oversubscribed threads spin)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.repeats = 5, 3
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     import logging
 
