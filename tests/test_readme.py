@@ -11,6 +11,8 @@ written in the README's "Tests and benchmarks" section):
   ``trainer.max_epochs``) and ``++trainer.limit_{train,val,test}_batches``; callbacks and progress
   bars stay on;
 - ``make ...`` lines are the set-up commands and are not run;
+- ``python explain.py`` commands run as written (they train nothing); the scratch directory holds
+  ``cat.png`` and ``dog.jpg``, the user's pictures they name;
 - a command marked ``# [cluster]`` needs hardware CI does not have: it is only composed,
   ``python run.py <overrides without -m> --cfg all``;
 - each command has a hard timeout: a hang fails in minutes, and its whole process group is killed.
@@ -48,11 +50,19 @@ class Command:
     cluster: bool
 
     @property
-    def args(self) -> list[str]:
-        """The words after ``python run.py``."""
+    def script(self) -> str:
+        """``run.py`` or ``explain.py``: the entry point the command runs."""
         words = shlex.split(self.text)
-        assert words[:2] == ["python", "run.py"], f"README line {self.line}: not a `python run.py` command: {self.text}"
-        return words[2:]
+        assert words[:1] == ["python"] and words[1:2] in (["run.py"], ["explain.py"]), (
+            f"README line {self.line}: not a `python run.py` or `python explain.py` command: {self.text}"
+        )
+        return words[1]
+
+    @property
+    def args(self) -> list[str]:
+        """The words after ``python run.py`` (or ``python explain.py``)."""
+        self.script  # noqa: B018 - checks the command's form
+        return shlex.split(self.text)[2:]
 
 
 def readme_commands(text: str) -> list[Command]:
@@ -103,6 +113,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch directory to run the README's commands from: outputs/ lands here."""
     root = tmp_path_factory.mktemp("readme")
     shutil.copy2(REPO / "run.py", root / "run.py")
+    shutil.copy2(REPO / "explain.py", root / "explain.py")
+    # the pictures the explain.py examples name (a user's own files): other sizes and modes than the model's
+    from PIL import Image
+
+    Image.new("RGB", (96, 64), (220, 120, 40)).save(root / "cat.png")
+    Image.new("L", (50, 70), 128).save(root / "dog.jpg")
     for name in ("conf", "runner", "callbacks", "interpret"):
         (root / name).symlink_to(REPO / name, target_is_directory=True)
     return root
@@ -110,6 +126,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _argv(cmd: Command) -> list[str]:
     args = cmd.args
+    if cmd.script == "explain.py":
+        return args  # explain.py trains nothing: run as written
     if cmd.cluster:
         return [a for a in args if a not in ("-m", "--multirun")] + ["--cfg", "all"]
     if any(a in NO_TRAINING for a in args):
@@ -120,17 +138,17 @@ def _argv(cmd: Command) -> list[str]:
     return [*args, *extra, *LIMITS]
 
 
-def _run(argv: list[str], cwd: Path) -> tuple[int, str, float]:
+def _run(argv: list[str], cwd: Path, script: str = "run.py") -> tuple[int, str, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("RUNNER_OUTPUT_DIR", "HYDRA_FULL_ERROR")}
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "run.py", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, script, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the command and every rank it started
         out, _ = proc.communicate()
-        pytest.fail(f"timed out after {TIMEOUT_S} s (a hang?): python run.py {' '.join(argv)}\n{out[-3000:]}")
+        pytest.fail(f"timed out after {TIMEOUT_S} s (a hang?): python {script} {' '.join(argv)}\n{out[-3000:]}")
     return proc.returncode, out, time.monotonic() - t0
 
 
@@ -145,14 +163,20 @@ def _prerequisite(cmd: Command, cwd: Path) -> None:
         assert code == 0, f"README line {maker.line} (needed by line {cmd.line}) failed:\n{out[-3000:]}"
 
 
-@pytest.mark.parametrize("cmd", COMMANDS, ids=[c.text[len("python run.py "):][:60] or "default" for c in COMMANDS])
+@pytest.mark.parametrize("cmd", COMMANDS, ids=[(c.text[len("python run.py "):] if c.script == "run.py" else c.text[len("python "):])[:60] or "default"
+                                            for c in COMMANDS])
 def test_readme_command(cmd: Command, workspace: Path) -> None:
     _prerequisite(cmd, workspace)
     argv = _argv(cmd)
-    code, out, seconds = _run(argv, workspace)
-    print(f"README line {cmd.line}: {seconds:.1f} s: python run.py {' '.join(argv)}")
-    assert code == 0, f"README line {cmd.line}: python run.py {' '.join(argv)}\n{out[-4000:]}"
+    code, out, seconds = _run(argv, workspace, cmd.script)
+    print(f"README line {cmd.line}: {seconds:.1f} s: python {cmd.script} {' '.join(argv)}")
+    assert code == 0, f"README line {cmd.line}: python {cmd.script} {' '.join(argv)}\n{out[-4000:]}"
     assert "Traceback" not in out, out[-4000:]
+    if cmd.script == "explain.py":
+        assert "Output dir:" in out, out[-3000:]
+        if "metrics=true" in cmd.text:
+            assert "Explanation quality" in out, out[-3000:]
+        return
     if cmd.cluster:
         assert "SlurmLauncher" in out and "tasks_per_node" in out
     if "--help" in argv:
