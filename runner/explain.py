@@ -473,7 +473,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         log.info("Scoring the methods" + (" (with the object masks)" if masks is not None else ""))
         table = evaluate_methods(
             model, batch, targets.to(inputs.device), inputs.methods, masks=masks,
-            method_kwargs={m: {"mean": mean, "std": std, **k} for m, k in inputs.method_kwargs.items()},
+            method_kwargs={m: {"mean": mean, "std": std, **inputs.method_kwargs.get(m, {})} for m in inputs.methods},
             mean=mean, std=std, seed=int(cfg.get("seed") or 0), **inputs.metric_kwargs,
         )
         table.to_csv(output_dir / METRICS_FILE)
