@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from interpret.base import Explainer, frozen_eval
-from interpret.layers import model_device, model_dtype, resolve_layer
+from interpret.layers import default_target_layer, model_device, model_dtype, resolve_layer
 
 __all__ = ["SegmentationExplanation", "SegmentationScore", "explain_segmentation", "pixel_entropy"]
 
@@ -174,13 +174,7 @@ def explain_segmentation(
     kwargs = dict(method_kwargs)
     name = method if isinstance(method, str) else getattr(method, "method_name", "")
     if name.lower().replace("_", "").startswith("gradcam"):
-        layer = target_layer if target_layer is not None else None
-        if layer is not None:
-            _, layer = resolve_layer(model, layer)
-        else:
-            from interpret.layers import default_target_layer
-
-            _, layer = default_target_layer(model)
+        _, layer = resolve_layer(model, target_layer) if target_layer is not None else default_target_layer(model)
         kwargs["target_layer"] = layer
     elif target_layer is not None:
         raise ValueError(f"target_layer is only for CAM methods (gradcam, gradcam++), not {name!r}")

@@ -22,7 +22,6 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import nn

@@ -60,11 +60,16 @@ def test_gradcam_beats_the_random_map_on_shapes(trained_on_shapes) -> None:
     with torch.no_grad():
         accuracy = (model(images).argmax(1) == labels).float().mean()
     assert accuracy >= 0.6, f"the model did not learn the shapes (val accuracy {accuracy:.2f}, chance 0.25)"
-    table = evaluate_methods(
-        model, images, labels, {"gradcam": "gradcam"}, masks=masks,
-        metrics=["deletion", "insertion", "pointing_game", "energy_in_mask"],
-        method_kwargs={"gradcam": {"target_layer": "3"}}, n_steps=64, n_bootstrap=1000,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = evaluate_methods(
+            model, images, labels, {"gradcam": "gradcam"}, masks=masks,
+            metrics=["deletion", "insertion", "pointing_game", "energy_in_mask"],
+            method_kwargs={"gradcam": {"target_layer": "3"}}, n_steps=64, n_bootstrap=1000,
+        )
+    finally:
+        torch.set_num_threads(threads)
     print(table)
     # paired over the same images: the 95% interval of the mean difference excludes 0
     for metric, sign in (("deletion", -1.0), ("insertion", 1.0), ("pointing_game", 1.0), ("energy_in_mask", 1.0)):
