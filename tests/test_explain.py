@@ -19,6 +19,7 @@ from runner.explain import check_inputs, find_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
+RUN_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 # few steps everywhere: the point is the pipeline, not the quality of the maps
 FAST = (
     "method_kwargs.integrated_gradients.steps=4",
@@ -48,12 +49,15 @@ def _only_run(out_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real (tiny) training run on data=shapes: its run directory."""
+    """One real (tiny) training run on data=shapes: its run directory.
+
+    Its normalisation is not the model's (ImageNet) default, so explain.py must take it from the run.
+    """
     out = tmp_path_factory.mktemp("train_outputs")
     proc = _run(
         "run.py",
         [
-            "data=shapes", "data.num_train=64", "data.num_val=16", "data.num_test=16", "data.batch_size=16",
+            "data=shapes", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]", "data.num_train=64", "data.num_val=16", "data.num_test=16", "data.batch_size=16",
             "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
             "++trainer.limit_test_batches=1", "logger=none", "callbacks.rich_progress_bar=null", "print_config=false",
         ],
@@ -145,6 +149,7 @@ def test_run_dir_samples_with_masks_metrics_and_features(trained_run: Path, tmp_
     for package in ("torch", "timm", "lightning", "vision-runner"):
         assert manifest["versions"][package], package
     assert manifest["seed"] == 42 and manifest["device"] == "cpu"
+    assert manifest["normalization"] == RUN_NORMALIZATION  # the run's data.mean/std, not ImageNet's
     assert set(manifest["runtime_s"]) == {"gradcam", "gradcam++", "integrated_gradients"}
     assert all(v > 0 for v in manifest["runtime_s"].values())
     assert manifest["masks"] is True and manifest["class_names"] == ["circle", "square", "triangle", "cross"]
@@ -216,6 +221,7 @@ def test_checkpoint_outside_its_run_directory(trained_run: Path, tmp_path: Path)
     out = _only_run(tmp_path / "out")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checkpoint"]["config"] is None and manifest["input_size"] == [32, 32]
+    assert manifest["normalization"] == RUN_NORMALIZATION  # the datamodule state saved in the checkpoint
     assert np.load(out / "maps.npz")["map_gradcam"].shape == (1, 32, 32)
     # without images there is nothing to explain: said in one line
     proc = _explain([f"ckpt_path={alone}", "methods=[gradcam]"], tmp_path / "out2")
@@ -250,3 +256,11 @@ def test_bad_input_exits_1_with_one_line_and_no_directory(trained_run: Path, tmp
     assert lines[0].startswith("Error: ") and message.format(bad=bad) in lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (out / "explain").exists() or not any((out / "explain").iterdir())
+
+
+def test_help_is_quick_and_about_explain(tmp_path: Path) -> None:
+    proc = _explain(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "python explain.py ckpt_path=<run dir or .ckpt>" in proc.stdout and "methods:" in proc.stdout
+    assert "hparams_search" not in proc.stdout  # run.py's groups are not explain.py's keys
+    assert not (tmp_path / "explain").exists()
