@@ -261,3 +261,18 @@ class ProbedNet(TinyNet):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return super().features(self.probe(x))
+
+
+class NoFeaturesOnRank(TinyNet):
+    """``training_step`` omits ``"features"`` on global rank ``rank`` only (a rank that cannot
+    contribute to a gather must still not leave the others waiting)."""
+
+    def __init__(self, rank: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.missing_rank = rank
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = super().training_step(batch, batch_idx)
+        if self.global_rank == self.missing_rank:
+            del out["features"]
+        return out

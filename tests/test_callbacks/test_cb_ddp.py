@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cb_helpers import DumpState, ProbedNet, TinyData, TinyNet, UnevenRankData
+from cb_helpers import DumpState, NoFeaturesOnRank, ProbedNet, TinyData, TinyNet, UnevenRankData
 
 from callbacks import (
     FeatureMonitorCallback,
@@ -157,3 +157,17 @@ def test_uneven_ranks_feature_std_and_gram_under_ddp(trainer_factory, tmp_path: 
         assert float(r["gram_matrix/mean_offdiag"]) == pytest.approx((8 * 7 + 5 * 4) / (13 * 12), abs=1e-6)
         assert float(r["gram_matrix/effective_rank"]) == pytest.approx(rank, abs=1e-4)
         assert float(r["gram_matrix/centered_effective_rank"]) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_gram_skips_on_every_rank_when_one_rank_has_no_features(trainer_factory, tmp_path: Path) -> None:
+    """Every rank takes part in the size gather; when one rank has no features all skip (before,
+    the rank without features returned early and the other waited in all_gather for ever)."""
+    callbacks = [GramMatrixCallback(log_every_n_steps=1), DumpState(str(tmp_path / "state"))]
+    ddp = trainer_factory(callbacks, strategy="ddp_spawn", devices=2, limit_train_batches=3, limit_val_batches=0)
+    ddp.fit(NoFeaturesOnRank(rank=1), TinyData(n=96, batch_size=8))
+    state = ranks(tmp_path / "state")
+    assert [s["global_step"] for s in state] == [3, 3]
+    assert not (tmp_path / "images" / "gram_matrix").exists()
+    assert not any(r.get("gram_matrix/num_samples") for r in csv_rows(tmp_path / "csv"))
