@@ -364,12 +364,12 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     inputs = check_inputs(cfg)
     ckpt = find_checkpoint(inputs.ckpt_path)
-    log.info(f"Checkpoint: {ckpt}")
     pictures: list[Image.Image] = []
     if inputs.images:
         from interpret.images import load_image
 
         pictures = [load_image(p, what="images") for p in inputs.images]  # unreadable files fail before the model loads
+    log.info(f"Checkpoint: {ckpt}")
     _seed(cfg.get("seed"))
 
     run_dir = _run_dir_of(ckpt)

@@ -251,8 +251,9 @@ def test_bad_input_exits_1_with_one_line_and_no_directory(trained_run: Path, tmp
     out = tmp_path / "out"
     proc = _explain(args, out)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout + proc.stderr  # nothing but the error line, on stderr
+    assert proc.stderr.strip() == lines[0]
     assert lines[0].startswith("Error: ") and message.format(bad=bad) in lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (out / "explain").exists() or not any((out / "explain").iterdir())
