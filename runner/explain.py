@@ -186,6 +186,7 @@ class ExplainInputs:
     features: list[str]
     target_class: int | None
     device: torch.device
+    batch_size: int = 32
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -227,6 +228,9 @@ def check_inputs(cfg: DictConfig) -> ExplainInputs:
     num_samples = cfg.get("num_samples", 8)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    batch_size = cfg.get("batch_size", 32)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     device_name = str(cfg.get("device", "cpu"))
     if device_name not in ("cpu", "cuda", "auto") and not device_name.startswith("cuda:"):
         raise ValueError(f"device can be cpu, cuda, cuda:<index> or auto, got {device_name!r}")
@@ -249,6 +253,7 @@ def check_inputs(cfg: DictConfig) -> ExplainInputs:
         features=features,
         target_class=target,
         device=torch.device(device_name),
+        batch_size=batch_size,
         metric_kwargs=metric_kwargs,
     )
 
@@ -413,8 +418,10 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             except ValueError as err:
                 raise ValueError(f"features: {str(err).replace('target_layer', 'layer', 1)}") from None
 
+    chunk = inputs.batch_size
     with torch.no_grad():
-        probabilities = model(batch).float().softmax(dim=1).cpu()
+        probabilities = torch.cat([model(batch[i : i + chunk]).float().softmax(dim=1).cpu()
+                                   for i in range(0, batch.shape[0], chunk)])
     predicted = probabilities.argmax(dim=1)
     if inputs.target_class is not None and inputs.target_class >= probabilities.shape[1]:
         raise ValueError(f"target_class={inputs.target_class} but the model has {probabilities.shape[1]} classes (0 to {probabilities.shape[1] - 1})")
@@ -432,7 +439,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     for method in inputs.methods:
         explainer = get_explainer(method, model, mean=mean, std=std, input_size=size, **inputs.method_kwargs.get(method, {}))
         started = time.perf_counter()
-        heatmaps = explainer.explain(batch, target_class=targets.to(inputs.device))
+        heatmaps = explainer.explain_batch(batch, batch_size=chunk, target_class=targets.to(inputs.device))
         if inputs.device.type == "cuda":
             torch.cuda.synchronize()
         runtimes[method] = round(time.perf_counter() - started, 4)

@@ -114,6 +114,7 @@ def test_check_inputs_names_the_field() -> None:
         ("target_class", -1, "target_class must be null"),
         ("device", "tpu", "device can be cpu, cuda"),
         ("num_samples", 0, "num_samples must be an int >= 1"),
+        ("batch_size", 0, "batch_size must be an int >= 1"),
         ("colormap", "nocmap", "colormap"),
     ]:
         cfg = base.copy()
@@ -134,7 +135,9 @@ def test_check_inputs_names_the_field() -> None:
 @pytest.mark.slow
 def test_run_dir_samples_with_masks_metrics_and_features(trained_run: Path, tmp_path: Path) -> None:
     proc = _explain(
-        [f"ckpt_path={trained_run}", "num_samples=4", "metrics=true", "features=[backbone.layer2]", *FAST], tmp_path
+        [f"ckpt_path={trained_run}", "num_samples=4", "batch_size=3", "metrics=true", "features=[backbone.layer2]",
+         *FAST],
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = _only_run(tmp_path)
