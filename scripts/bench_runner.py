@@ -12,8 +12,9 @@ Both sides run as fresh processes, alternately, ``--repeats`` times; medians are
   a checkpoint (last, and best when it improves), the early-stopping bookkeeping, a progress line and a
   CSV row.
 
-Reported separately: start-up (process start -> first training step: imports, config, data, model)
-and training (all epochs with their validation passes and checkpoints). The throughput ratio is
+Reported separately: start-up (process start -> fit start: imports, config, data, model)
+and training (fit start -> fit end: for run.py its sanity check, all epochs with their validation
+passes and checkpoints). The throughput ratio is
 run.py's samples/s over the plain loop's in the same repeat (the two run back to back, so the
 machine's drift cancels), median over repeats (target >= 0.95). Also the wall
 time of ``python run.py --help`` (target <= 1.0 s).
