@@ -26,8 +26,9 @@ test: install
 REPEATS ?= 5
 bench: install
 	$(PY) scripts/bench_runner.py --repeats $(REPEATS)
-	$(PY) scripts/bench_interpret.py --quick
-	$(PY) scripts/bench_callbacks.py
+	$(PY) scripts/bench_interpret.py --quick --repeats $(REPEATS)
+	$(PY) scripts/bench_callbacks.py --rounds 9 --repeats $(REPEATS)
+	$(PY) scripts/bench_metrics.py --quick --repeats $(REPEATS)
 
 clean:
 	rm -rf outputs/*/ .pytest_cache
