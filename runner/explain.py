@@ -33,6 +33,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 
 from runner.errors import full_error_requested, short_message
+from runner.paths import close_log_files
 
 log = logging.getLogger(__name__)
 
@@ -528,14 +529,6 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _close_log_files(output_dir: Path) -> None:
-    for handler in list(logging.getLogger().handlers):
-        filename = getattr(handler, "baseFilename", "")
-        if filename and Path(filename).parent == output_dir:
-            handler.close()
-            logging.getLogger().removeHandler(handler)
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of ``explain.py``: explain, print where the files are, or fail in one line.
 
@@ -550,7 +543,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         manifest = explain(cfg, output_dir)
     except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
         log.debug("".join(traceback.format_exception(exc)))
-        _close_log_files(output_dir)
+        close_log_files(output_dir)
         shutil.rmtree(output_dir, ignore_errors=True)
         try:
             output_dir.parent.rmdir()  # outputs/explain/ too, when this run was its only content

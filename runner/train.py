@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from runner.paths import close_log_files
 from runner.checks import check_config, resolve_ckpt_path
 from runner.config_tree import print_config_tree
 from runner.ddp import end_child_ranks, global_rank, isolated_distributed_state, prepare_ddp_subprocess_launch
@@ -245,7 +246,7 @@ def run(cfg: DictConfig) -> float | None:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
             where = f" (checkpoints and logs kept in {output_dir})"
         else:
-            _close_log_files(output_dir)
+            close_log_files(output_dir)
             shutil.rmtree(output_dir, ignore_errors=True)
             where = " (before training: no run directory kept)"
         print(f"Error: {message}{where}\nSet HYDRA_FULL_ERROR=1 for the full traceback.", file=sys.stderr)
@@ -282,15 +283,6 @@ def _is_fresh_run_dir(output_dir: Path, task_name: str) -> bool:
         return True
     setup = _SETUP_FILES | {f"{task_name}.log", "run.log"}
     return all(entry.name in setup for entry in output_dir.iterdir())
-
-
-def _close_log_files(output_dir: Path) -> None:
-    """Close the file handlers Hydra opened in ``output_dir`` before the directory is removed."""
-    for handler in list(logging.getLogger().handlers):
-        filename = getattr(handler, "baseFilename", "")
-        if filename and Path(filename).parent == output_dir:
-            handler.close()
-            logging.getLogger().removeHandler(handler)
 
 
 def _rank_message(message: str, rank: int, world: int) -> str:

@@ -14,28 +14,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from runner.data.base import ImageDataModule
+from runner.paths import resolve_user_path
 
 __all__ = ["ImageFolderDataModule", "scan_image_folder", "full_scan"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def _resolve(path: str | Path) -> Path:
-    """Resolve a config path against the directory the user launched from (Hydra may chdir)."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import to_absolute_path
-
-        if HydraConfig.initialized():
-            return Path(to_absolute_path(str(p)))
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
-    return p.resolve()
 
 
 _SHOWN = 5  # how many bad file names a warning lists
@@ -64,7 +49,7 @@ def scan_image_folder(root: str | Path, field: str) -> tuple[list[str], list[tup
     an image folder at all fails here, before training. Unreadable files found later are skipped
     while loading (:class:`_FolderDataset`); ``full_check`` opens every file up front.
     """
-    root = _resolve(root)
+    root = resolve_user_path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{field}: folder {str(root)!r} does not exist")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))

@@ -19,6 +19,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from runner.paths import resolve_user_path
+
 __all__ = ["ImageClassifier", "create_backbone"]
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def create_backbone(
         )
     if not weights_path:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    path = _resolve_path(weights_path)
+    path = resolve_user_path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"model.weights_path: no such file {str(path)!r}")
     try:
@@ -96,22 +98,6 @@ def create_backbone(
         )
     log.info(f"Loaded {loaded} of {total} tensors of {name} from {path}")
     return model
-
-
-def _resolve_path(path: str) -> Path:
-    """A config path, relative to the directory ``run.py`` was launched from."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import to_absolute_path
-
-        if HydraConfig.initialized():
-            return Path(to_absolute_path(str(p)))
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
-    return p.resolve()
 
 
 def _file_head_size(name: str, state: Mapping[str, Any]) -> int | None:
