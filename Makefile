@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,19 @@ install: $(VENV)/.installed
 run: install
 	$(PY) run.py $(ARGS)
 
+## Debian's chromium for the browser tests of the HTML report (tests/test_report.py), when missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "warning: no chromium and no way to install it here (apt-get as root or with sudo): tests/test_report.py will fail; set CHROMIUM=<path> to use another Chromium"; \
+	  else \
+	    echo "Installing chromium (apt-get) for tests/test_report.py"; \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	  fi; }
+
 ## the whole test suite (slow tests included); narrow it with ARGS="-k gradcam"
-test: install
+test: install chromium
 	$(PY) -m pytest $(ARGS)
 
 ## the benchmarks (ratios against baselines measured in the same run); REPEATS runs of each side, medians

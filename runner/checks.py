@@ -19,6 +19,7 @@ EXPECTED_TYPES: dict[str, tuple[Any, ...]] = {
     "ckpt_path": (str, None),
     "optimized_metric": (str, None),
     "print_config": (bool,),
+    "report": (bool,),
     "trainer.max_epochs": (int, None),
     "trainer.min_epochs": (int, None),
     "trainer.num_nodes": _INT,

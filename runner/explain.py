@@ -526,6 +526,11 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "files": sorted(str(p.relative_to(output_dir)) for p in output_dir.rglob("*") if p.is_file() and p.suffix != ".log"),
     }
     (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    from runner.report import REPORT_FILE, write_report_safely
+
+    if write_report_safely(output_dir) is not None:  # reads manifest.json; a failure only warns
+        manifest["files"] = sorted([*manifest["files"], REPORT_FILE])
+        (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -85,3 +85,7 @@ class MultirunSummary(Callback):
             table.add_row(row["job"], row["overrides"], row["status"], row[str(metric)])
         Console(width=160).print(table)
         log.info(f"Multirun summary written to {sweep_dir / 'summary.csv'}")
+        if config.get("report", True):  # one report of the whole sweep; a failure only warns
+            from runner.report import write_report_safely
+
+            write_report_safely(sweep_dir)

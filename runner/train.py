@@ -265,6 +265,10 @@ def run(cfg: DictConfig) -> float | None:
             (output_dir / METRICS_FILE).write_text(json.dumps(payload, indent=2))
         write_job_result(output_dir, payload)
         _print_summary(output_dir, result, value, cfg)
+        if cfg.get("report", True):  # a failing report only warns: the run is trained
+            from runner.report import write_report_safely
+
+            write_report_safely(output_dir, provenance=None if multirun else {"command": " ".join(["python", *sys.argv])})
     if result.failed_by_callback and not multirun:
         if rank == 0:
             print(f"Error: the run was stopped: {result.failure_reason} (checkpoints and logs kept in {output_dir})",

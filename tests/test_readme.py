@@ -11,7 +11,8 @@ written in the README's "Tests and benchmarks" section):
   ``trainer.max_epochs``) and ``++trainer.limit_{train,val,test}_batches``; callbacks and progress
   bars stay on;
 - ``make ...`` lines are the set-up commands and are not run;
-- ``python explain.py`` commands run as written (they train nothing); the scratch directory holds
+- ``python explain.py`` and ``python -m runner.report`` commands run as written (they train nothing);
+  ``runner.report`` of a run directory gets the README command that made it first; the scratch directory holds
   ``cat.png`` and ``dog.jpg``, the user's pictures they name;
 - a command marked ``# [cluster]`` needs hardware CI does not have: it is only composed,
   ``python run.py <overrides without -m> --cfg all``;
@@ -51,10 +52,12 @@ class Command:
 
     @property
     def script(self) -> str:
-        """``run.py`` or ``explain.py``: the entry point the command runs."""
+        """``run.py``, ``explain.py`` or ``-m`` (``python -m runner.report``): the entry point the command runs."""
         words = shlex.split(self.text)
-        assert words[:1] == ["python"] and words[1:2] in (["run.py"], ["explain.py"]), (
-            f"README line {self.line}: not a `python run.py` or `python explain.py` command: {self.text}"
+        assert words[:1] == ["python"] and (words[1:2] in (["run.py"], ["explain.py"])
+                                            or words[1:3] == ["-m", "runner.report"]), (
+            f"README line {self.line}: not a `python run.py`, `python explain.py` or `python -m runner.report` "
+            f"command: {self.text}"
         )
         return words[1]
 
@@ -126,8 +129,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _argv(cmd: Command) -> list[str]:
     args = cmd.args
-    if cmd.script == "explain.py":
-        return args  # explain.py trains nothing: run as written
+    if cmd.script in ("explain.py", "-m"):
+        return args  # explain.py and runner.report train nothing: run as written
     if cmd.cluster:
         return [a for a in args if a not in ("-m", "--multirun")] + ["--cfg", "all"]
     if any(a in NO_TRAINING for a in args):
@@ -154,7 +157,7 @@ def _run(argv: list[str], cwd: Path, script: str = "run.py") -> tuple[int, str, 
 
 def _prerequisite(cmd: Command, cwd: Path) -> None:
     """A command that reads an earlier run (resume, fine-tune) gets it: the README command that made it runs first."""
-    for path in re.findall(r"(?:ckpt_path|weights_path)=(outputs/\S+)", cmd.text):
+    for path in re.findall(r"(?:ckpt_path=|weights_path=|runner\.report )(outputs/\S+)", cmd.text):
         run_dir = Path(path.split("/checkpoints/")[0])
         if (cwd / path).exists():
             continue
@@ -172,6 +175,9 @@ def test_readme_command(cmd: Command, workspace: Path) -> None:
     print(f"README line {cmd.line}: {seconds:.1f} s: python {cmd.script} {' '.join(argv)}")
     assert code == 0, f"README line {cmd.line}: python {cmd.script} {' '.join(argv)}\n{out[-4000:]}"
     assert "Traceback" not in out, out[-4000:]
+    if cmd.script == "-m":  # python -m runner.report <run dir>
+        assert (workspace / cmd.args[-1] / "report.html").is_file() and "report.html" in out, out[-3000:]
+        return
     if cmd.script == "explain.py":
         assert "Output dir:" in out, out[-3000:]
         if "metrics=true" in cmd.text:
