@@ -58,6 +58,8 @@ PACKAGES = ("torch", "torchvision", "lightning", "timm", "hydra-core", "omegacon
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 GRAM_KEY = "gram_matrix"
+MAX_FRAMES = 60  # images per slider (more are thinned evenly): keeps the file a few MB at most
+MAX_POINTS = 2000  # points per chart line (more are thinned evenly)
 
 
 # ============================================================================ entry points
@@ -71,7 +73,8 @@ def is_sweep_dir(path: Path) -> bool:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in (".hydra", "job_result.json", "metrics.json", "csv", "images"))
+    return any((path / name).exists()
+               for name in (".hydra", "job_result.json", "metrics.json", "csv", "images", "tensorboard", "checkpoints"))
 
 
 def _is_explain_dir(path: Path) -> bool:
@@ -83,8 +86,9 @@ def write_report(path: str | Path, provenance: dict[str, Any] | None = None) -> 
 
     Args:
         path: the directory.
-        provenance: extra provenance to record (e.g. ``{"command": ...}``); the git commit and the
-            library versions are recorded the first time a run's report is written.
+        provenance: given by the run itself at its end (e.g. ``{"command": ...}``, or ``{}``): the git
+            commit, library versions and these are recorded now in ``provenance.json``. None (a report
+            written later): the recorded ones are shown, or recorded now when there are none.
 
     Raises:
         FileNotFoundError: ``path`` is not such a directory (the message names it).
@@ -101,7 +105,7 @@ def write_report(path: str | Path, provenance: dict[str, Any] | None = None) -> 
     else:
         raise FileNotFoundError(
             f"{path}: not a run directory (none of .hydra/, job_result.json, metrics.json, csv/, images/, "
-            "multirun.yaml or manifest.json in it)"
+            "tensorboard/, checkpoints/, multirun.yaml or manifest.json in it)"
         )
     out = directory / REPORT_FILE
     tmp = out.with_suffix(".html.tmp")
@@ -181,6 +185,24 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
                 if value is not None:
                     series.setdefault(key, []).append((step, value))
     return series
+
+
+def read_tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """Every scalar of the TensorBoard event files below ``log_dir`` as ``(step, value)`` points.
+
+    Used when a run has no ``csv/metrics.csv`` (``logger=tensorboard``); imports tensorboard only then.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list[tuple[float, float]]] = {}
+    folders = sorted({p.parent for p in log_dir.rglob("events.out.tfevents.*")})
+    for folder in folders:
+        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 1, "histograms": 1,
+                                                                     "tensors": 1})
+        accumulator.Reload()
+        for tag in accumulator.Tags().get("scalars", []):
+            series.setdefault(tag, []).extend((float(e.step), float(e.value)) for e in accumulator.Scalars(tag))
+    return {k: sorted(v) for k, v in series.items()}
 
 
 def _epoch_of_step(series: dict[str, list[tuple[float, float]]], step: int) -> int | None:
@@ -281,9 +303,13 @@ def current_provenance() -> dict[str, Any]:
 
 
 def _provenance(run_dir: Path, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """``provenance.json`` of the run, written now (from this process) when it is not there yet."""
+    """``provenance.json`` of the run.
+
+    Recorded now (from this process) when ``extra`` is given (the run itself is writing its report, a
+    resumed run included) or when there is none yet; otherwise the one recorded earlier.
+    """
     path = run_dir / PROVENANCE_FILE
-    saved = _read_json(path)
+    saved = _read_json(path) if extra is None else None
     if saved is None:
         saved = {**current_provenance(), **(extra or {})}
         try:
@@ -475,7 +501,7 @@ def svg_chart(
     """
     lines = {k: sorted((x, y) for x, y in v if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y))
              for k, v in series.items()}
-    lines = {k: v for k, v in lines.items() if v}
+    lines = {k: _thin(v, MAX_POINTS) for k, v in lines.items() if v}
     points = {k: [(x, y, t) for x, y, t in v if math.isfinite(x) and math.isfinite(y)] for k, v in (marks or {}).items()}
     xs = [x for v in lines.values() for x, _ in v] + [x for v in points.values() for x, _, _ in v]
     ys = [y for v in lines.values() for _, y in v] + [y for v in points.values() for _, y, _ in v]
@@ -604,10 +630,10 @@ def _section_config(run_dir: Path, result: dict[str, Any] | None, prov: dict[str
     return body, cfg
 
 
-def _section_curves(series: dict[str, list[tuple[float, float]]], csv_path: Path) -> str:
+def _section_curves(series: dict[str, list[tuple[float, float]]], source: str) -> str:
     if not series:
-        return _empty(f"no metric curves: no {csv_path.relative_to(csv_path.parents[1])} "
-                      "(logger=csv or logger=many writes it)")
+        return _empty("no metric curves: no csv/metrics.csv nor TensorBoard scalars "
+                      "(logger=csv, tensorboard or many writes them)")
     loss = {k: series[k] for k in _LOSS if k in series}
     if "train/loss_step" in loss and "train/loss_epoch" in loss:
         loss.pop("train/loss", None)
@@ -618,10 +644,18 @@ def _section_curves(series: dict[str, list[tuple[float, float]]], csv_path: Path
         positive = all(y > 0 for v in lr.values() for _, y in v)
         spread = [y for v in lr.values() for _, y in v]
         charts.append(svg_chart(lr, "learning rate", log_y=positive and max(spread) / min(spread) > 50))
-    body = _charts(charts)
+    body = f"<p>From {_e(source)}, against the global step.</p>" + _charts(charts)
     if not lr:
         body += _empty("no learning-rate curve: LearningRateMonitor not enabled (it needs a logger)")
     return body or _empty("no loss, accuracy or learning-rate columns in csv/metrics.csv")
+
+
+def _thin(items: list[Any], limit: int) -> list[Any]:
+    """At most ``limit`` items, evenly spaced, the first and the last always kept."""
+    if len(items) <= limit:
+        return items
+    picks = sorted({round(i * (len(items) - 1) / (limit - 1)) for i in range(limit)})
+    return [items[i] for i in picks]
 
 
 def _section_images(images: dict[str, list[tuple[int, Path]]], series: dict[str, list[tuple[float, float]]],
@@ -629,7 +663,11 @@ def _section_images(images: dict[str, list[tuple[int, Path]]], series: dict[str,
     out = []
     for key in keys:
         frames = []
-        for step, path in images[key]:
+        kept = _thin(images[key], MAX_FRAMES)
+        if len(kept) < len(images[key]):
+            out.append(_empty(f"{key}: {len(kept)} of {len(images[key])} logged images shown, evenly spaced "
+                              f"(all of them are in images/{key}/)"))
+        for step, path in kept:
             epoch = _epoch_of_step(series, step)
             frames.append((f"epoch {epoch} · step {step}" if epoch is not None else f"step {step}", path))
         out.append(_slider(key, frames))
@@ -703,6 +741,9 @@ def build_run_report(run_dir: Path, provenance: dict[str, Any] | None = None) ->
     prov = _provenance(run_dir, provenance)
     csv_path = run_dir / "csv" / "metrics.csv"
     series = read_metrics_csv(csv_path)
+    source = "csv/metrics.csv"
+    if not series and (run_dir / "tensorboard").is_dir():
+        series, source = read_tensorboard_scalars(run_dir / "tensorboard"), "tensorboard/ event files"
     images = _image_series(run_dir)
 
     config_html, cfg = _section_config(run_dir, result, prov)
@@ -733,7 +774,7 @@ def build_run_report(run_dir: Path, provenance: dict[str, Any] | None = None) ->
     title = f"{task} report: {run_dir.name}" + (f" ({backbone})" if backbone else "")
     sections = [
         ("final", "Final metrics", banner + f'<p>Status: <span class="badge {"failed" if failed else "ok"}">{_e(status)}</span></p>' + final),
-        ("curves", "Metric curves", _section_curves(series, csv_path)),
+        ("curves", "Metric curves", _section_curves(series, source)),
         ("interpretation", "Interpretation over training", interp),
         ("features", "Feature statistics per layer", _section_features(series)),
         ("gram", "Gram matrices", _section_gram(series, images)),

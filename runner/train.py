@@ -268,7 +268,7 @@ def run(cfg: DictConfig) -> float | None:
         if cfg.get("report", True):  # a failing report only warns: the run is trained
             from runner.report import write_report_safely
 
-            write_report_safely(output_dir, provenance=None if multirun else {"command": " ".join(["python", *sys.argv])})
+            write_report_safely(output_dir, provenance={} if multirun else {"command": " ".join(["python", *sys.argv])})
     if result.failed_by_callback and not multirun:
         if rank == 0:
             print(f"Error: the run was stopped: {result.failure_reason} (checkpoints and logs kept in {output_dir})",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,47 @@ def test_svg_chart_drops_non_finite_points_and_escapes_names() -> None:
     assert "a&lt;b" in svg and "t&amp;t" in svg and "nan" not in svg.lower()
     assert svg.count("<circle") == 2
     assert svg_chart({"x": [(0, float("inf"))]}, "empty") == ""
+
+
+def _png(path: Path, value: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (value % 256, 0, 0)).save(path)
+
+
+def test_many_frames_are_thinned_evenly_keeping_first_and_last(tmp_path: Path) -> None:
+    for step in range(1, 81):
+        _png(tmp_path / "images" / "interpretation" / "gradcam" / f"step_{step:06d}.png", step)
+    page = write_report(tmp_path).read_text()
+    labels = re.findall(r'class="frame" data-label="([^"]+)"', page)
+    assert len(labels) == 60 and labels[0] == "step 1" and labels[-1] == "step 80", labels
+    assert "60 of 80 logged images shown" in page
+
+
+def test_curves_come_from_tensorboard_when_there_is_no_csv(tmp_path: Path) -> None:
+    """A logger=tensorboard run: scalars read back from the real event files."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tensorboard" / "version_0"))
+    for step in range(5):
+        writer.add_scalar("train/loss_step", 2.0 - 0.3 * step, step)
+        writer.add_scalar("lr-AdamW", 1e-3, step)
+    writer.add_scalar("epoch", 0, 4)
+    writer.add_scalar("val/acc", 0.5, 4)
+    writer.close()
+    page = write_report(tmp_path).read_text()
+    assert "From tensorboard/ event files" in page
+    assert 'aria-label="loss"' in page and 'aria-label="accuracy"' in page and 'aria-label="learning rate"' in page
+    assert "train/loss_step (last 0.8000)" in page
+
+
+def test_the_run_records_its_provenance_each_time_a_later_report_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "csv").mkdir()
+    write_report(tmp_path, provenance={"command": "python run.py trainer.max_epochs=2"})
+    write_report(tmp_path, provenance={"command": "python run.py ckpt_path=last trainer.max_epochs=4"})  # a resume
+    write_report(tmp_path)  # rewritten later, e.g. python -m runner.report
+    saved = json.loads((tmp_path / "provenance.json").read_text())
+    assert saved["command"] == "python run.py ckpt_path=last trainer.max_epochs=4"
+    assert saved["versions"]["python"] and "git_commit" in saved
+    assert "ckpt_path=last trainer.max_epochs=4" in (tmp_path / REPORT_FILE).read_text()
