@@ -45,8 +45,12 @@ __all__ = [
     "build_explain_report",
     "build_run_report",
     "build_sweep_report",
+    "current_provenance",
     "is_sweep_dir",
     "main",
+    "read_metrics_csv",
+    "read_tensorboard_scalars",
+    "svg_chart",
     "write_report",
     "write_report_safely",
 ]
