@@ -730,7 +730,7 @@ def _section_final(result: dict[str, Any] | None, run_dir: Path, series: dict[st
     if not metrics and series:  # no metrics.json (e.g. a run stopped by an error): the CSV's last values
         metrics = {k: v[-1][1] for k, v in series.items() if k != "epoch"}
     if not metrics:
-        return _empty("no final metrics: the run wrote no metrics.json, job_result.json or csv/metrics.csv")
+        return _empty("no final metrics: nothing was logged (none in metrics.json or job_result.json, no csv/metrics.csv)")
     order = sorted(metrics, key=lambda k: (not k.startswith("test/"), not k.startswith("val/"), k))
     body = _table(("metric", "value"), [(k, float(metrics[k])) for k in order])
     if result and result.get("best_model_path"):
