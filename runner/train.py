@@ -241,9 +241,11 @@ def run(cfg: DictConfig) -> float | None:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
             write_job_result(output_dir, {**job, "status": "failed", "error": message,
                                           "optimized_metric": math.nan, "finished_at": time.time()})
+            _failed_run_report(cfg, output_dir, multirun)
             return math.nan
         if progress.trained or not fresh_dir:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
+            _failed_run_report(cfg, output_dir, multirun)
             where = f" (checkpoints and logs kept in {output_dir})"
         else:
             close_log_files(output_dir)
@@ -275,6 +277,14 @@ def run(cfg: DictConfig) -> float | None:
                   file=sys.stderr)
         sys.exit(1)
     return value
+
+
+def _failed_run_report(cfg: DictConfig, output_dir: Path, multirun: bool) -> None:
+    """The report of a failed run whose directory is kept (it shows why, and what was logged until then)."""
+    if cfg.get("report", True):
+        from runner.report import write_report_safely
+
+        write_report_safely(output_dir, provenance={} if multirun else {"command": " ".join(["python", *sys.argv])})
 
 
 # What Hydra and the start of run() write into a run directory before anything is trained.

@@ -197,6 +197,9 @@ def test_sweep_report_marks_the_failed_job(tmp_path: Path, load: Any) -> None:
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     (sweep,) = list((tmp_path / "multirun" / "train").iterdir())
     assert (sweep / "0" / REPORT_FILE).is_file()  # every job's own report, and one of the sweep
+    failed_job = load(sweep / "1" / REPORT_FILE)  # the failed job's report says why
+    assert "This run failed." in failed_job.page.inner_text(".banner") and "no_such_net" in failed_job.page.inner_text(".banner")
+    failed_job.check_offline_and_clean()
     page = load(sweep / REPORT_FILE)
     page.check_offline_and_clean()
     rows = page.page.locator("#jobs tbody tr")
@@ -211,6 +214,7 @@ def test_sweep_report_marks_the_failed_job(tmp_path: Path, load: Any) -> None:
     assert chart.locator("circle title").first.text_content().startswith("job 0")
     assert "job 1" in chart.locator("path title").first.text_content()
     assert rows.nth(0).locator("a").get_attribute("href") == f"0/{REPORT_FILE}"
+    assert rows.nth(1).locator("a").get_attribute("href") == f"1/{REPORT_FILE}"
 
 
 # ----------------------------------------------------------------------------- off and failing
