@@ -276,16 +276,18 @@ class ImageClassifier(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._shared_step(batch)
+        # forward (value of this step + accumulate) only where a step-level value is logged;
+        # update() for epoch-level metrics (a forward also computes and merges a batch-level value)
         self.train_loss(out["loss"].detach())
-        self.train_acc(out["logits"], out["targets"])
+        self.train_acc.update(out["logits"], out["targets"])
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return out
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._shared_step(batch)
-        self.val_loss(out["loss"])
-        self.val_acc(out["logits"], out["targets"])
+        self.val_loss.update(out["loss"])
+        self.val_acc.update(out["logits"], out["targets"])
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
         return out
@@ -296,8 +298,8 @@ class ImageClassifier(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._shared_step(batch)
-        self.test_loss(out["loss"])
-        self.test_acc(out["logits"], out["targets"])
+        self.test_loss.update(out["loss"])
+        self.test_acc.update(out["logits"], out["targets"])
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
         return out
