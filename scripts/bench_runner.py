@@ -37,32 +37,88 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+class Clock:
+    """Wall and CPU (process) seconds of named, non-overlapping spans of a fit, plus the whole fit.
+
+    CPU time is the process's (all its threads): on a machine shared with other jobs it is far
+    steadier than wall time, and with ``--threads 1`` it measures the work done.
+    """
+
+    def __init__(self) -> None:
+        self.wall0, self.cpu0 = time.time(), time.process_time()
+        self.spans: dict[str, list[float]] = {}
+        self._open: dict[str, tuple[float, float]] = {}
+
+    def begin(self, name: str) -> None:
+        self._open[name] = (time.perf_counter(), time.process_time())
+
+    def end(self, name: str) -> None:
+        if name not in self._open:
+            return
+        wall, cpu = self._open.pop(name)
+        span = self.spans.setdefault(name, [0.0, 0.0])
+        span[0] += time.perf_counter() - wall
+        span[1] += time.process_time() - cpu
+
+    def result(self, samples: int, steps: int) -> dict:
+        return {"fit_start": self.wall0, "fit_end": time.time(), "fit_cpu": time.process_time() - self.cpu0,
+                "samples": samples, "steps": steps, "spans": self.spans}
+
+
 try:  # the timing callback run.py instantiates (+callbacks.bench_timer._target_=scripts.bench_runner.FitTimer)
     import lightning.pytorch as pl
 
     class FitTimer(pl.Callback):
-        """Writes when fit started/ended and how many samples were processed to ``out_file``."""
+        """Writes the fit's wall/CPU time, its spans (sanity check, validation, checkpoint saves) and
+        the samples processed (training + validation, not the sanity check) to ``out_file``."""
 
         def __init__(self, out_file: str) -> None:
             self.out_file = out_file
-            self.t_start = 0.0
+            self.clock = Clock()
             self.samples = 0
+            self.steps = 0
 
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: ANN001
-            self.t_start = time.time()
+            self.clock = Clock()
+            save = trainer.save_checkpoint
+
+            def timed_save(*args, **kwargs):  # every checkpoint write (ModelCheckpoint: best and last)
+                validating = "validation" in self.clock._open
+                if validating:
+                    self.clock.end("validation")
+                self.clock.begin("checkpoints")
+                try:
+                    return save(*args, **kwargs)
+                finally:
+                    self.clock.end("checkpoints")
+                    if validating:
+                        self.clock.begin("validation")
+
+            trainer.save_checkpoint = timed_save
+
+        def on_sanity_check_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.clock.begin("sanity check")
+
+        def on_sanity_check_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.clock.end("sanity check")
+
+        def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            if not trainer.sanity_checking:
+                self.clock.begin("validation")
+
+        def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.clock.end("validation")
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
             self.samples += len(batch[1])
+            self.steps += 1
 
         def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
             if not trainer.sanity_checking:
                 self.samples += len(batch[1])
 
         def on_fit_end(self, trainer, pl_module) -> None:  # noqa: ANN001
-            Path(self.out_file).write_text(json.dumps(
-                {"fit_start": self.t_start, "fit_end": time.time(), "samples": self.samples,
-                 "epochs": trainer.current_epoch}
-            ))
+            Path(self.out_file).write_text(json.dumps(self.clock.result(self.samples, self.steps)))
 except ImportError:  # pragma: no cover - lightning is a dependency
     pass
 
@@ -102,8 +158,26 @@ def plain_worker(epochs: int, batch_size: int, out_dir: Path, result_file: Path)
     writer = csv.writer(log)
     writer.writerow(["epoch", "train_loss", "val_loss", "val_acc", "lr"])
 
-    fit_start = time.time()
-    best, bad_epochs, samples = -1.0, 0, 0
+    def evaluate(max_batches: int | None = None) -> tuple[float, float, int]:
+        model.eval()
+        correct, loss_sum, n = 0, 0.0, 0
+        with torch.no_grad():
+            for i, (x, y) in enumerate(val):
+                if max_batches is not None and i >= max_batches:
+                    break
+                logits = model(x)
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += len(y)
+        return correct / n, loss_sum / n, n
+
+    clock = Clock()
+    # the same sanity check as Lightning's default (num_sanity_val_steps=2): two validation batches
+    # before the first epoch, so a broken validation step fails before an epoch of training
+    clock.begin("sanity check")
+    evaluate(max_batches=2)
+    clock.end("sanity check")
+    best, bad_epochs, samples, steps = -1.0, 0, 0, 0
     for epoch in range(epochs):
         model.train()
         total = 0.0
@@ -114,69 +188,84 @@ def plain_worker(epochs: int, batch_size: int, out_dir: Path, result_file: Path)
             opt.step()
             total += float(loss.detach())
             samples += len(y)
+            steps += 1
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        model.eval()
-        correct, val_loss, n = 0, 0.0, 0
-        with torch.no_grad():
-            for x, y in val:
-                logits = model(x)
-                val_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-                n += len(y)
-                samples += len(y)
-        acc = correct / n
+        clock.begin("validation")
+        acc, val_loss, n = evaluate()
+        samples += n
+        clock.end("validation")
+        clock.begin("checkpoints")
         state = {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "best": max(best, acc)}
+        if acc > best:
+            torch.save(state, ckpt_dir / "best.ckpt")
         torch.save(state, ckpt_dir / "last.ckpt")
+        clock.end("checkpoints")
         if acc > best:
             best, bad_epochs = acc, 0
-            torch.save(state, ckpt_dir / "best.ckpt")
         else:
             bad_epochs += 1
-        writer.writerow([epoch, total / len(train), val_loss / n, acc, lr])
+        writer.writerow([epoch, total / len(train), val_loss, acc, lr])
         log.flush()
         print(f"epoch {epoch}: train/loss {total / len(train):.3f} val/acc {acc:.3f}", flush=True)
         if bad_epochs >= 5:
             break
-    fit_end = time.time()
+    result = clock.result(samples, steps)
     log.close()
-    result_file.write_text(json.dumps({"fit_start": fit_start, "fit_end": fit_end, "samples": samples,
-                                       "epochs": epochs}))
+    result_file.write_text(json.dumps(result))
 
 
 # ----------------------------------------------------------------------------- the measurements
-def _timed(cmd: list[str], result: Path, env: dict[str, str]) -> dict[str, float]:
+SPANS = ("sanity check", "validation", "checkpoints")
+
+
+def _timed(cmd: list[str], result: Path, env: dict[str, str]) -> dict:
     t_launch = time.time()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     t_exit = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     data = json.loads(result.read_text())
+    train = data["fit_end"] - data["fit_start"]
+    spans = {k: data["spans"].get(k, [0.0, 0.0]) for k in SPANS}
     return {
         "startup": data["fit_start"] - t_launch,
-        "train": data["fit_end"] - data["fit_start"],
+        "train": train,
+        "train_cpu": data["fit_cpu"],
         "teardown": t_exit - data["fit_end"],
         "total": t_exit - t_launch,
         "samples": data["samples"],
+        "steps": data["steps"],
+        **{k: v[0] for k, v in spans.items()},
+        **{f"{k} cpu": v[1] for k, v in spans.items()},
+        "loop": train - sum(v[0] for v in spans.values()),
+        "loop cpu": data["fit_cpu"] - sum(v[1] for v in spans.values()),
     }
 
 
-def run_runner(epochs: int, out: Path) -> dict[str, float]:
+def _env(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def run_runner(epochs: int, out: Path, threads: int | None, overrides: list[str] = ()) -> dict:
     result = out / "runner.json"
     cmd = [
         sys.executable, "run.py", f"trainer.max_epochs={epochs}", "test=false",
         "+callbacks.bench_timer._target_=scripts.bench_runner.FitTimer",
-        f"+callbacks.bench_timer.out_file={result}", f"hydra.run.dir={out / 'run'}",
+        f"+callbacks.bench_timer.out_file={result}", f"hydra.run.dir={out / 'run'}", *overrides,
     ]
-    return _timed(cmd, result, {**os.environ, "RUNNER_OUTPUT_DIR": str(out)})
+    return _timed(cmd, result, {**_env(threads), "RUNNER_OUTPUT_DIR": str(out)})
 
 
-def run_plain(epochs: int, out: Path) -> dict[str, float]:
+def run_plain(epochs: int, out: Path, threads: int | None) -> dict:
     result = out / "plain.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-worker", "--epochs", str(epochs),
            "--out", str(out / "plain")]
-    return _timed(cmd, result, dict(os.environ))
+    return _timed(cmd, result, _env(threads))
 
 
 def help_seconds(repeats: int) -> float:
@@ -193,6 +282,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each side; medians are printed")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per run (each with validation)")
     parser.add_argument("--help-repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in both processes (OMP_NUM_THREADS); 1 on a machine shared with other "
+                             "jobs, where the CPU-time ratio is then the steadier figure")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra run.py override (repeatable), to measure a variant of the defaults, "
+                             "e.g. --override 'trainer.plugins=[]'")
     parser.add_argument("--plain-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,17 +298,23 @@ def main() -> None:
     if args.repeats < 1 or args.epochs < 1:
         parser.error("--repeats and --epochs must be >= 1")
 
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "runner": []}
+    print(f"{args.repeats} repeats x (plain loop, python run.py {' '.join(args.override)}), {args.epochs} epochs "
+          f"each, threads: {args.threads or 'torch default'}", flush=True)
+    runs: dict[str, list[dict]] = {"plain": [], "runner": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             order = ("plain", "runner") if i % 2 == 0 else ("runner", "plain")  # alternate against drift
             for side in order:
                 out = Path(tmp) / f"{side}_{i}"
                 out.mkdir()
-                runs[side].append((run_plain if side == "plain" else run_runner)(args.epochs, out))
+                if side == "plain":
+                    runs[side].append(run_plain(args.epochs, out, args.threads))
+                else:
+                    runs[side].append(run_runner(args.epochs, out, args.threads, args.override))
                 r = runs[side][-1]
                 print(f"  repeat {i + 1} {side:6s}: start-up {r['startup']:6.2f} s  training {r['train']:6.2f} s  "
-                      f"({r['samples'] / r['train']:7.1f} samples/s)  total {r['total']:6.2f} s", flush=True)
+                      f"({r['samples'] / r['train']:7.1f} samples/s, CPU {r['train_cpu']:6.2f} s)  "
+                      f"total {r['total']:6.2f} s", flush=True)
 
     def med(side: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[side])
@@ -221,20 +322,42 @@ def main() -> None:
     def throughput(side: str) -> float:
         return statistics.median(r["samples"] / r["train"] for r in runs[side])
 
+    pairs = list(zip(runs["runner"], runs["plain"]))
     # each repeat runs both sides back to back: the ratio within a repeat cancels the machine's drift
-    paired = [r["samples"] / r["train"] / (p["samples"] / p["train"]) for r, p in zip(runs["runner"], runs["plain"])]
+    paired = [r["samples"] / r["train"] / (p["samples"] / p["train"]) for r, p in pairs]
+    paired_cpu = [r["samples"] / r["train_cpu"] / (p["samples"] / p["train_cpu"]) for r, p in pairs]
     ratio = statistics.median(paired)
     print(f"\nmedians of {args.repeats} runs, {args.epochs} epochs each (training + validation + checkpoints):")
     print(f"{'':22s}{'start-up':>10s}{'training':>10s}{'teardown':>10s}{'total':>10s}{'samples/s':>11s}")
     for side, name in (("plain", "plain PyTorch loop"), ("runner", "python run.py")):
         print(f"{name:22s}{med(side, 'startup'):9.2f}s{med(side, 'train'):9.2f}s{med(side, 'teardown'):9.2f}s"
               f"{med(side, 'total'):9.2f}s{throughput(side):11.1f}")
-    print(f"training throughput ratio run.py / plain: {ratio:.3f} median of the per-repeat ratios "
-          f"({', '.join(f'{x:.2f}' for x in paired)})   (target >= 0.95)")
-    print(f"  (ratio of the median throughputs: {throughput('runner') / throughput('plain'):.3f})")
+
+    # where the training time goes, both sides split the same way
+    plain_fit = med("plain", "train")
+    print(f"\nwhere the training time goes (medians, wall s / CPU s; the difference as a share of the plain fit):")
+    print(f"{'':34s}{'plain loop':>18s}{'python run.py':>18s}{'difference':>12s}")
+    rows = [("sanity check (2 val batches)", "sanity check"), ("validation passes", "validation"),
+            ("checkpoint saves (best + last)", "checkpoints"), ("training steps + the rest", "loop")]
+    for label, key in rows:
+        p_w, r_w = med("plain", key), med("runner", key)
+        print(f"  {label:32s}{p_w:9.2f}/{med('plain', key + ' cpu'):6.2f}s{r_w:9.2f}/{med('runner', key + ' cpu'):6.2f}s"
+              f"{(r_w - p_w) / plain_fit * 100:+11.1f}%")
+    steps = med("runner", "steps")
+    per_step = (med("runner", "loop") - med("plain", "loop")) / max(steps, 1) * 1000
+    print(f"  per training step: {per_step:+.1f} ms of run.py over the plain loop ({int(steps)} steps; Lightning's loop "
+          f"and hooks, torchmetrics updates and self.log, the progress bar, LR monitor and early-stopping bookkeeping)")
+
+    print(f"\nCPU-time throughput ratio run.py / plain: {statistics.median(paired_cpu):.3f} median of the per-repeat "
+          f"ratios ({', '.join(f'{x:.2f}' for x in paired_cpu)})  (steadier on a shared machine; with --threads 1 "
+          "it counts the work done)")
     print(f"end-to-end wall time ratio plain / run.py: {med('plain', 'total') / med('runner', 'total'):.3f}")
     help_s = help_seconds(args.help_repeats)
     print(f"python run.py --help: {help_s:.3f} s median of {args.help_repeats}   (target <= 1.0 s)")
+    print(f"  (ratio of the median throughputs: {throughput('runner') / throughput('plain'):.3f})")
+    print(f"training throughput ratio run.py / plain: {ratio:.3f} median of the per-repeat wall-clock ratios "
+          f"({', '.join(f'{x:.2f}' for x in paired)})")
+    print(f"target >= 0.95: {'PASS' if ratio >= 0.95 else 'FAIL'}")
 
 
 if __name__ == "__main__":
