@@ -5,13 +5,23 @@ Lightning's subprocess DDP launcher starts the other ranks by re-running ``sys.a
 whole sweep, into the single-run directory. Before the Trainer starts we point ``run.dir`` at
 this job's own directory and make ``sys.argv`` this job's single run, so every rank of a job
 writes into that job's directory.
+
+Every job of a multirun also gets its own rendezvous: a fresh ``MASTER_PORT`` (a port inherited
+from the environment would be shared by all jobs of the sweep), and the process group, TCP store
+and gloo sockets a failed job left behind are released before the next job starts. torch creates
+rank 0's TCP store with ``multi_tenant=True``, so a job that reuses the port of an earlier job's
+store still alive in this process joins that store and reads the earlier job's keys: its gloo
+rendezvous then connects to the earlier job's (killed) ranks and fails with
+``connectFullMesh ... Connection refused``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -69,9 +79,29 @@ def end_child_ranks(timeout: float) -> None:
     _reap_child_ranks(timeout=timeout)
 
 
+# Set when a job of this process failed: the next job first releases what that job left behind.
+_left_behind = False
+
+
+def _release_earlier_job() -> None:
+    """Free what a failed DDP job of this sweep process still holds: trainer, DDP wrapper, process group.
+
+    ``destroy_process_group`` only unregisters the group; a failed job's Trainer is kept alive by
+    reference cycles (trainer, strategy, DDP wrapper, module), and with it the group's TCP store
+    (still listening on the job's ``MASTER_PORT``), its gloo sockets and threads. The exception
+    that ended the job has been handled by now, so a collection frees them.
+    """
+    global _left_behind
+    if _left_behind:
+        _left_behind = False
+        gc.collect()
+
+
 @contextlib.contextmanager
 def isolated_distributed_state() -> Iterator[None]:
     """Run one multirun job, then end its child ranks and process group and restore the env variables."""
+    global _left_behind
+    _release_earlier_job()
     before = {k: os.environ.get(k) for k in _DISTRIBUTED_ENV}
     ok = False
     try:
@@ -83,6 +113,7 @@ def isolated_distributed_state() -> Iterator[None]:
         _reap_child_ranks(timeout=300 if ok else 30)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+        _left_behind = _left_behind or not ok
         for key, value in before.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -124,8 +155,33 @@ def _spare_the_sweep_process() -> None:
     observer._spares_sweep = True
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ranks_launched_here(trainer_cfg: DictConfig) -> bool:
+    """Whether this process starts every rank of the job itself (one node, no cluster launcher).
+
+    Only then may it choose the rendezvous port alone: under SLURM, torchelastic, LSF or MPI, or
+    across nodes, every rank must read the same ``MASTER_PORT`` from its environment.
+    """
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    if int(trainer_cfg.get("num_nodes") or 1) != 1:
+        return False
+    return not any(env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment))
+
+
 def prepare_ddp_subprocess_launch(trainer_cfg: DictConfig) -> None:
-    """Make Lightning's re-launched ranks join this multirun job in its own directory."""
+    """Make Lightning's re-launched ranks join this multirun job in its own directory, on its own port."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -140,3 +196,10 @@ def prepare_ddp_subprocess_launch(trainer_cfg: DictConfig) -> None:
         hc.run.dir = job_dir
     sys.argv = [sys.argv[0], *hc.overrides.task, "hydra.mode=RUN"]
     log.info(f"DDP inside a multirun: other ranks re-run this job alone in {job_dir}")
+    if _ranks_launched_here(trainer_cfg):
+        # One port per job: a MASTER_PORT inherited from the environment would put every job of the
+        # sweep on the same TCP store (isolated_distributed_state restores the variable afterwards).
+        inherited = os.environ.get("MASTER_PORT")
+        os.environ["MASTER_PORT"] = str(_free_port())
+        note = f" (instead of the inherited MASTER_PORT={inherited}, shared by every job)" if inherited else ""
+        log.info(f"DDP inside a multirun: this job's rendezvous is on port {os.environ['MASTER_PORT']}{note}")
