@@ -13,9 +13,8 @@ Both sides run as fresh processes, alternately, ``--repeats`` times; medians are
   check as Lightning's default (two validation batches before the first epoch); each epoch a
   training pass, a validation pass, the checkpoints (best when it improves, and last; both hold
   model, optimizer and scheduler state, like Lightning's), the early-stopping bookkeeping, a
-  progress line and a CSV row. (Lightning 2.6 writes last.ckpt only in epochs that also write a
-  best checkpoint; on digits every one of the first epochs improves, so both sides write the same
-  files.)
+  progress line and a CSV row. (run.py's ``last_checkpoint`` writes last.ckpt every epoch, as the
+  plain loop does, so both sides write the same files.)
 
 Reported separately: start-up (process start -> fit start: imports, config, data, model), training
 (fit start -> fit end: sanity check, all epochs with their validation passes and checkpoints), split

@@ -60,8 +60,34 @@ def test_resume_in_place_keeps_history_schedule_and_best(cli, tmp_path: Path) ->
     # callback states came back from the checkpoint and went on
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert final["epoch"] == 3 and final["global_step"] == 20
-    states = {k.split("{")[0]: v for k, v in final["callbacks"].items()}
-    before = {k.split("{")[0]: v for k, v in ckpt["callbacks"].items()}
+    # one state per callback; the two ModelCheckpoints (best by val/acc, last) differ by their monitor
+    def _by_name(callbacks: dict) -> dict:
+        return {k.split("{")[0] + ("" if "'monitor': None" not in k else "[last]"): v for k, v in callbacks.items()}
+
+    states, before = _by_name(final["callbacks"]), _by_name(ckpt["callbacks"])
+    assert "ModelCheckpoint[last]" in states, list(final["callbacks"])
     assert float(states["ModelCheckpoint"]["best_model_score"]) == pytest.approx(max(val_accs), abs=1e-6)
     assert float(states["EarlyStopping"]["best_score"]) >= float(before["EarlyStopping"]["best_score"])
     assert float(states["EarlyStopping"]["best_score"]) == pytest.approx(max(val_accs), abs=1e-6)
+
+
+def test_last_ckpt_is_written_every_epoch_even_without_improvement(cli, tmp_path: Path) -> None:
+    """With lr=0 val/acc never improves after epoch 0, so no best checkpoint is written after it; last.ckpt
+    must still hold the last epoch (Lightning 2.6's save_last alone left epoch 0 there, and a resume
+    retrained the epochs after it)."""
+    run_dir = tmp_path / "run"
+    res = cli(*ARGS, "trainer.max_epochs=3", "model.optimizer.lr=0.0", f"hydra.run.dir={run_dir}")
+    assert res.returncode == 0, res.output[-3000:]
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["epoch_000.ckpt", "last.ckpt"], ckpts  # the best is still epoch 0 ...
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2, last["epoch"]  # ... and last.ckpt is the third epoch
+    best = torch.load(run_dir / "checkpoints" / "epoch_000.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3 * best["global_step"]
+
+    # the resume goes on from epoch 3, not from epoch 1
+    res = cli(*ARGS, "trainer.max_epochs=4", "model.optimizer.lr=0.0", "ckpt_path=last", f"hydra.run.dir={run_dir}")
+    assert res.returncode == 0, res.output[-3000:]
+    rows = _rows(run_dir)
+    val_epochs = [int(float(r["epoch"])) for r in rows if r.get("val/acc")]
+    assert val_epochs == [0, 1, 2, 3], val_epochs

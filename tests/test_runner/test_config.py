@@ -212,7 +212,10 @@ def test_default_callbacks_instantiate(compose_cfg: Compose, tmp_path: Path) -> 
     assert {ModelCheckpoint, EarlyStopping, RichProgressBar, LearningRateMonitor, RichModelSummary} <= kinds
     ckpt = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     assert Path(ckpt.dirpath) == tmp_path / "run" / "checkpoints"
-    assert ckpt.monitor == "val/acc" and ckpt.save_last
+    assert ckpt.monitor == "val/acc" and not ckpt.save_last
+    # last.ckpt every epoch comes from a second ModelCheckpoint without a metric
+    last = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor is None]
+    assert len(last) == 1 and last[0].filename == "last" and Path(last[0].dirpath) == Path(ckpt.dirpath)
     stop = next(cb for cb in callbacks if isinstance(cb, EarlyStopping))
     assert stop.patience == 2 and stop.monitor == "val/acc"
 
