@@ -14,15 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from PIL import Image
 
 from runner.errors import full_error_requested, short_message
 from runner.paths import close_log_files
+from runner.provenance import git_commit, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -268,28 +266,6 @@ def _seed(seed: int | None) -> None:
     torch.manual_seed(seed)
 
 
-def _git_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def _safe_name(text: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
     return keep.replace("+", "pp") or "image"
@@ -503,8 +479,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     manifest = {
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt), "run_dir": str(run_dir),
                        "config": str(next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None) or "") or None},
-        "git_commit": _git_commit(),
-        "versions": _versions(),
+        "git_commit": git_commit(),
+        "versions": library_versions(PACKAGES),
         "seed": cfg.get("seed"),
         "device": str(inputs.device),
         "methods": inputs.methods,

@@ -30,13 +30,13 @@ import json
 import logging
 import math
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from runner.provenance import git, git_commit, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -277,25 +277,11 @@ def _resolve_to_yaml(cfg: Any, hydra_cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(container))
 
 
-def _git(args: list[str]) -> str | None:
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def current_provenance() -> dict[str, Any]:
     """Git commit (and whether the tree had changes), library versions, Python, host, now."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    commit = _git(["rev-parse", "HEAD"])
-    dirty = _git(["status", "--porcelain", "--untracked-files=no"]) if commit else None
+    versions = library_versions(PACKAGES)
+    commit = git_commit()
+    dirty = git(["status", "--porcelain", "--untracked-files=no"]) if commit else None
     return {
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
