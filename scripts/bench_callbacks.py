@@ -3,13 +3,15 @@
 1. Wall-clock training throughput of the same seeded fit (timm resnet18 on the digits data,
    ``--steps`` optimizer steps, 20 per epoch) without callbacks, with ``FeatureMonitorCallback``
    as shipped (``layer_names=auto``: 3 layers, ``num_batches=10`` of every epoch, merged through
-   Lightning's metric path) and with ``GramMatrixCallback`` every 100 steps. The three fits
+   Lightning's metric path) and with ``GramMatrixCallback`` every 100 steps. The fits
    alternate within each of ``--rounds`` (>= 9) rounds; the overhead is the median over rounds
    of (wall time with / wall time without, same round) - 1, judged against the targets
    (FeatureMonitor <= 2%, GramMatrix <= 1%). Beside it: the same ratio of the process's CPU
    time (steadier on a shared machine, with ``--threads 1`` the work done), and the time spent
    inside each callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed
    directly): a check on the noise of a shared machine, where whole fits drift by 5% or more.
+   A control fit, the baseline run again in every round (an A/A test), shows how far two identical
+   fits differ on this machine: an overhead within the control's is not resolvable here.
 
    What the callbacks cost, by a profile of whole fits (cProfile, 1 thread, 32 px, 100 steps):
    FeatureMonitor's statistics, forward hooks and hooks ~0.7% of the fit; before, it logged its 12 values
@@ -127,7 +129,9 @@ def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> 
 
 
 def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
-    kinds = ["baseline", "feature_monitor", "gram_matrix"]
+    # "control" is the baseline fit run a second time in each round (an A/A test): its "overhead" is the
+    # size of the differences this machine makes between two identical fits, not a callback's cost
+    kinds = ["baseline", "control", "feature_monitor", "gram_matrix"]
     print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
           f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
           f"8 epochs = 160 steps), {args.rounds} alternating rounds ==")
@@ -163,6 +167,15 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
               f"{share * 100:8.2f}% {targets[kind] * 100:6.0f}%  {'PASS' if passed else 'FAIL'}")
         verdicts.append(f"{labels[kind].split(',')[0]} wall-clock overhead {overhead * 100:+.2f}% "
                         f"(target <= {targets[kind] * 100:.0f}%): {'PASS' if passed else 'FAIL'}")
+    ctrl = [s for s, _, _ in results["control"]]
+    ctrl_cpu = [c for _, _, c in results["control"]]
+    ctrl_wall = statistics.median(w / b for w, b in zip(ctrl, base)) - 1.0
+    ctrl_cpu_oh = statistics.median(c / b for c, b in zip(ctrl_cpu, base_cpu)) - 1.0
+    print(f"  {'control: the baseline fit again (A/A)':48s} {ctrl_wall * 100:12.2f}% "
+          f"{(statistics.median(ctrl) / statistics.median(base) - 1) * 100:17.2f}% {ctrl_cpu_oh * 100:11.2f}%"
+          "      -       -   (no callback: the machine's own difference between identical fits)")
+    verdicts.append(f"control (the same fit twice, no callback): {ctrl_wall * 100:+.2f}% wall, "
+                         f"{ctrl_cpu_oh * 100:+.2f}% CPU -- overheads within this are not resolvable here")
     spread = (max(base) - min(base)) / statistics.median(base)
     print("  (wall overhead: median over rounds of with/without in the same round, minus 1 -- the verdict;")
     print("   CPU overhead: the same with the process's CPU time, steadier on a shared machine (with --threads 1")
