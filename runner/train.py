@@ -241,11 +241,11 @@ def run(cfg: DictConfig) -> float | None:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
             write_job_result(output_dir, {**job, "status": "failed", "error": message,
                                           "optimized_metric": math.nan, "finished_at": time.time()})
-            _failed_run_report(cfg, output_dir, multirun)
+            _write_report(cfg, output_dir, multirun)
             return math.nan
         if progress.trained or not fresh_dir:
             (output_dir / FAILED_MARKER).write_text("".join(traceback.format_exception(exc)))
-            _failed_run_report(cfg, output_dir, multirun)
+            _write_report(cfg, output_dir, multirun)
             where = f" (checkpoints and logs kept in {output_dir})"
         else:
             close_log_files(output_dir)
@@ -267,10 +267,7 @@ def run(cfg: DictConfig) -> float | None:
             (output_dir / METRICS_FILE).write_text(json.dumps(payload, indent=2))
         write_job_result(output_dir, payload)
         _print_summary(output_dir, result, value, cfg)
-        if cfg.get("report", True):  # a failing report only warns: the run is trained
-            from runner.report import write_report_safely
-
-            write_report_safely(output_dir, provenance={} if multirun else {"command": " ".join(["python", *sys.argv])})
+        _write_report(cfg, output_dir, multirun)  # a failing report only warns: the run is trained
     if result.failed_by_callback and not multirun:
         if rank == 0:
             print(f"Error: the run was stopped: {result.failure_reason} (checkpoints and logs kept in {output_dir})",
@@ -279,8 +276,9 @@ def run(cfg: DictConfig) -> float | None:
     return value
 
 
-def _failed_run_report(cfg: DictConfig, output_dir: Path, multirun: bool) -> None:
-    """The report of a failed run whose directory is kept (it shows why, and what was logged until then)."""
+def _write_report(cfg: DictConfig, output_dir: Path, multirun: bool) -> None:
+    """The run's ``report.html`` unless ``report=false``; also for a failed run whose directory is kept
+    (it shows why, and what was logged until then). A failing report only warns."""
     if cfg.get("report", True):
         from runner.report import write_report_safely
 
