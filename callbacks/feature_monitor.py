@@ -271,7 +271,7 @@ class LayerStats(Metric):
         if isinstance(stats, Tensor):
             rows = stats.to(self.stats).reshape(-1, len(self.keys))
         else:
-            rows = torch.stack([stats[k].to(self.stats) for k in self.keys])[None]
+            rows = self.row(stats)[None]
         self.stats = _merge_rows(torch.cat([self.stats[None], rows]), self.keys, self.reductions)
 
     def row(self, stats: Mapping[str, Tensor]) -> Tensor:
