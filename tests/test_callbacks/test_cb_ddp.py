@@ -146,7 +146,11 @@ def test_uneven_ranks_feature_std_and_gram_under_ddp(trainer_factory, tmp_path: 
     acts_all = torch.cat(acts)
     got = state[0]["metrics"]
     assert got["features/act1/std"] == pytest.approx(float(acts_all.std(unbiased=False)), rel=1e-4)
-    assert got["features/act1/sparsity"] == pytest.approx(float((acts_all == 0).double().mean()), abs=1e-9)
+    # logged metrics are float32 (a 6e-8 step near 0.74): compare the count of zeros they imply,
+    # exact while the number of activations stays well below 2**23
+    n_acts = acts_all.numel()
+    assert n_acts < 2**20
+    assert round(got["features/act1/sparsity"] * n_acts) == int((acts_all == 0).sum())
 
     rows = [r for r in csv_rows(tmp_path / "csv") if r.get("gram_matrix/num_samples")]
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
