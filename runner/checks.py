@@ -20,6 +20,7 @@ EXPECTED_TYPES: dict[str, tuple[Any, ...]] = {
     "optimized_metric": (str, None),
     "print_config": (bool,),
     "report": (bool,),
+    "keep_freed_memory": (bool,),
     "trainer.max_epochs": (int, None),
     "trainer.min_epochs": (int, None),
     "trainer.num_nodes": _INT,

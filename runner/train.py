@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from runner.allocator import keep_freed_memory
 from runner.paths import close_log_files
 from runner.checks import check_config, resolve_ckpt_path
 from runner.config_tree import print_config_tree
@@ -75,6 +76,8 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
     """
     result = progress if progress is not None else TrainResult()
     check_config(cfg)
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()  # glibc: no page faults from memory handed back and taken again every step
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 

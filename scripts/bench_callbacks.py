@@ -12,6 +12,9 @@
    directly): a check on the noise of a shared machine, where whole fits drift by 5% or more.
    A control fit, the baseline run again in every round (an A/A test), shows how far two identical
    fits differ on this machine: an overhead within the control's is not resolvable here.
+   The process keeps freed memory as ``run.py`` does by default (``keep_freed_memory``): with glibc's
+   malloc defaults (``--glibc-malloc``) each fit took 100k-600k page faults, as many as its heap's
+   history gave it, and that -- not the callbacks -- was most of the +-10% between identical fits.
 
    What the callbacks cost, by a profile of whole fits (cProfile, 1 thread, 32 px, 100 steps):
    FeatureMonitor's statistics, forward hooks and hooks ~0.7% of the fit; before, it logged its 12 values
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import resource
 import statistics
 import sys
 import tempfile
@@ -52,6 +56,7 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
 from callbacks import FeatureMonitorCallback, GramMatrixCallback, InterpretationCallback  # noqa: E402
+from runner.allocator import keep_freed_memory  # noqa: E402
 from runner.data import DigitsDataModule  # noqa: E402
 from runner.models.classifier import ImageClassifier  # noqa: E402
 
@@ -64,10 +69,12 @@ class TrainTimer(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = time.perf_counter()
         self.cpu_start = time.process_time()
+        self.faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seconds = time.perf_counter() - self.start
         self.cpu_seconds = time.process_time() - self.cpu_start
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults_start
         self.steps = trainer.global_step
 
 
@@ -95,8 +102,8 @@ def timed(callback: Callback, extra: tuple[str, ...] = ()) -> Callback:
     return callback
 
 
-def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, float]:
-    """One seeded fit; returns (train seconds, seconds inside the callback, train CPU seconds)."""
+def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, float, int]:
+    """One seeded fit; returns (train seconds, seconds inside the callback, train CPU seconds, page faults)."""
     pl.seed_everything(0, verbose=False)
     model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=image_size)
     data = DigitsDataModule(batch_size=batch_size, image_size=image_size, seed=0)
@@ -125,7 +132,7 @@ def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> 
     inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
     if timer.steps != steps:
         raise RuntimeError(f"{kind}: the fit ran {timer.steps} steps, not {steps}")
-    return timer.seconds, inside, timer.cpu_seconds
+    return timer.seconds, inside, timer.cpu_seconds, timer.faults
 
 
 def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
@@ -137,11 +144,15 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
           f"8 epochs = 160 steps), {args.rounds} alternating rounds ==")
     fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
     results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in kinds}
+    faults: dict[str, list[int]] = {k: [] for k in kinds}  # page faults in each fit
     for r in range(args.rounds):
         order = kinds if r % 2 == 0 else kinds[::-1]  # alternate the order too: no kind always runs first
         for kind in order:
-            results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
-        line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s)" for k in kinds)
+            *timing, fit_faults = fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}")
+            results[kind].append(tuple(timing))
+            faults[kind].append(fit_faults)
+        line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {faults[k][-1] // 1000}k faults)"
+                         for k in kinds)
         print(f"  round {r + 1:2d}: {line}", flush=True)
     targets = {"feature_monitor": 0.02, "gram_matrix": 0.01}
     labels = {
@@ -261,6 +272,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 rounds, 3 repeats (a smoke run)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-interpretation", action="store_true")
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="keep glibc's malloc defaults (run.py's keep_freed_memory=false): every fit then takes "
+                             "~100k+ page faults, a number that varies with the heap's history, and so does its time")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (1 on a machine shared with other jobs: oversubscribed threads spin)")
     args = parser.parse_args()
@@ -273,7 +287,12 @@ def main() -> int:
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    # as run.py does by default (keep_freed_memory=true): with glibc's defaults each fit's page faults
+    # (memory handed back to the OS and faulted in again every step) vary with the heap's history, and
+    # with them its time: a noise larger than the overheads judged here
+    kept = False if args.glibc_malloc else keep_freed_memory()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; malloc: "
+          f"{'freed memory kept (run.py default keep_freed_memory=true)' if kept else 'glibc defaults'}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ok = [] if args.skip_throughput else bench_throughput(args, root)

@@ -1,6 +1,7 @@
 """End-to-end benchmark of ``python run.py`` training against a plain PyTorch loop (ratios; machines are noisy).
 
-Both sides run as fresh processes, alternately, ``--repeats`` times; medians are printed.
+Every side runs as a fresh process, alternately, ``--repeats`` times; medians are printed. The sides:
+the plain loop, ``python run.py`` as users run it, and ``python run.py keep_freed_memory=false``.
 
 - ``python run.py`` with the default experiment as users get it (digits, timm resnet18, batch 64,
   AdamW + cosine, ModelCheckpoint best+last, EarlyStopping, RichProgressBar, LearningRateMonitor,
@@ -38,6 +39,15 @@ Where run.py's time went, and what was fixed (cProfile and these splits, 2026-11
   ``update()`` (a ``forward()`` also computed a batch value every step). Turning the progress bar
   off made no difference beyond the noise.
 
+- page faults (perf, 2026-11-26): with glibc's malloc defaults ~7% of the fit's CPU samples were the
+  kernel zeroing pages (``clear_page_erms``), ~400k (240k-650k) page faults per 3-epoch fit, varying
+  from process to process with the heap's history: the largest single source of the noise between
+  repeats, and of run.py's gap (its heap, after Hydra's and Lightning's imports, faulted more).
+  Fixed for run.py: ``keep_freed_memory: true`` (``runner/allocator.py``: glibc's ``mallopt`` with a
+  fixed mmap threshold and a 1 GiB trim threshold) keeps freed memory in the process: ~50k faults,
+  same peak memory. The plain loop keeps glibc's defaults, as plain PyTorch does; the third side,
+  run.py with ``keep_freed_memory=false``, shows the ratio without it.
+
 Usage: python scripts/bench_runner.py [--repeats 5] [--epochs 3] [--help-repeats 5] [--threads N]
                                       [--override KEY=VALUE ...]
 """
@@ -48,6 +58,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,6 +77,7 @@ class Clock:
 
     def __init__(self) -> None:
         self.wall0, self.cpu0 = time.time(), time.process_time()
+        self.usage0 = resource.getrusage(resource.RUSAGE_SELF)
         self.spans: dict[str, list[float]] = {}
         self._open: dict[str, tuple[float, float]] = {}
 
@@ -81,7 +93,9 @@ class Clock:
         span[1] += time.process_time() - cpu
 
     def result(self, samples: int, steps: int) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"fit_start": self.wall0, "fit_end": time.time(), "fit_cpu": time.process_time() - self.cpu0,
+                "fit_sys": usage.ru_stime - self.usage0.ru_stime, "fit_faults": usage.ru_minflt - self.usage0.ru_minflt,
                 "samples": samples, "steps": steps, "spans": self.spans}
 
 
@@ -253,6 +267,8 @@ def _timed(cmd: list[str], result: Path, env: dict[str, str]) -> dict:
         "startup": data["fit_start"] - t_launch,
         "train": train,
         "train_cpu": data["fit_cpu"],
+        "train_sys": data["fit_sys"],
+        "faults": data["fit_faults"],
         "teardown": t_exit - data["fit_end"],
         "total": t_exit - t_launch,
         "samples": data["samples"],
@@ -320,20 +336,27 @@ def main() -> None:
 
     print(f"{args.repeats} repeats x (plain loop, python run.py {' '.join(args.override)}), {args.epochs} epochs "
           f"each, threads: {args.threads or 'torch default'}", flush=True)
-    runs: dict[str, list[dict]] = {"plain": [], "runner": []}
+    # "glibc": run.py with glibc's malloc defaults (keep_freed_memory=false), to show what the
+    # default keep_freed_memory=true gives and what Lightning's loop costs on its own
+    sides = ("plain", "runner", "glibc")
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            order = ("plain", "runner") if i % 2 == 0 else ("runner", "plain")  # alternate against drift
+            order = sides if i % 2 == 0 else sides[::-1]  # alternate against drift
             for side in order:
                 out = Path(tmp) / f"{side}_{i}"
                 out.mkdir()
                 if side == "plain":
                     runs[side].append(run_plain(args.epochs, out, args.threads))
-                else:
+                elif side == "runner":
                     runs[side].append(run_runner(args.epochs, out, args.threads, args.override))
+                else:
+                    runs[side].append(run_runner(args.epochs, out, args.threads,
+                                                 [*args.override, "keep_freed_memory=false"]))
                 r = runs[side][-1]
                 print(f"  repeat {i + 1} {side:6s}: start-up {r['startup']:6.2f} s  training {r['train']:6.2f} s  "
-                      f"({r['samples'] / r['train']:7.1f} samples/s, CPU {r['train_cpu']:6.2f} s)  "
+                      f"({r['samples'] / r['train']:7.1f} samples/s, CPU {r['train_cpu']:6.2f} s, of it system "
+                      f"{r['train_sys']:5.2f} s, {r['faults'] / 1000:6.0f}k page faults)  "
                       f"total {r['total']:6.2f} s", flush=True)
 
     def med(side: str, key: str) -> float:
@@ -342,16 +365,22 @@ def main() -> None:
     def throughput(side: str) -> float:
         return statistics.median(r["samples"] / r["train"] for r in runs[side])
 
-    pairs = list(zip(runs["runner"], runs["plain"]))
-    # each repeat runs both sides back to back: the ratio within a repeat cancels the machine's drift
-    paired = [r["samples"] / r["train"] / (p["samples"] / p["train"]) for r, p in pairs]
-    paired_cpu = [r["samples"] / r["train_cpu"] / (p["samples"] / p["train_cpu"]) for r, p in pairs]
-    ratio = statistics.median(paired)
+    def paired(side: str, key: str = "train") -> list[float]:
+        # each repeat runs the sides back to back: the ratio within a repeat cancels the machine's drift
+        return [r["samples"] / r[key] / (p["samples"] / p[key]) for r, p in zip(runs[side], runs["plain"])]
+
+    ratio = statistics.median(paired("runner"))
+    names = {"plain": "plain PyTorch loop", "runner": "python run.py", "glibc": "  keep_freed_memory=false"}
     print(f"\nmedians of {args.repeats} runs, {args.epochs} epochs each (training + validation + checkpoints):")
-    print(f"{'':22s}{'start-up':>10s}{'training':>10s}{'teardown':>10s}{'total':>10s}{'samples/s':>11s}")
-    for side, name in (("plain", "plain PyTorch loop"), ("runner", "python run.py")):
-        print(f"{name:22s}{med(side, 'startup'):9.2f}s{med(side, 'train'):9.2f}s{med(side, 'teardown'):9.2f}s"
-              f"{med(side, 'total'):9.2f}s{throughput(side):11.1f}")
+    print(f"{'':28s}{'start-up':>10s}{'training':>10s}{'teardown':>10s}{'total':>10s}{'samples/s':>11s}"
+          f"{'system s':>10s}{'faults':>9s}")
+    for side in sides:
+        print(f"{names[side]:28s}{med(side, 'startup'):9.2f}s{med(side, 'train'):9.2f}s{med(side, 'teardown'):9.2f}s"
+              f"{med(side, 'total'):9.2f}s{throughput(side):11.1f}{med(side, 'train_sys'):9.2f}s"
+              f"{med(side, 'faults') / 1000:8.0f}k")
+    print("  (system s, faults: kernel time and page faults during the fit. With glibc's defaults a process hands the\n"
+          "   memory a step frees back to the OS and faults it in again, zeroed, the next step: the plain loop does, and\n"
+          "   so does run.py with keep_freed_memory=false; run.py's default keeps it, see runner/allocator.py)")
 
     # where the training time goes, both sides split the same way
     plain_fit = med("plain", "train")
@@ -364,21 +393,28 @@ def main() -> None:
         print(f"  {label:32s}{p_w:9.2f}/{med('plain', key + ' cpu'):6.2f}s{r_w:9.2f}/{med('runner', key + ' cpu'):6.2f}s"
               f"{(r_w - p_w) / plain_fit * 100:+11.1f}%")
     steps = med("runner", "steps")
-    per_step = (med("runner", "loop") - med("plain", "loop")) / max(steps, 1) * 1000
-    print(f"  per training step: {per_step:+.1f} ms of run.py over the plain loop ({int(steps)} steps; Lightning's loop "
-          f"and hooks, torchmetrics updates and self.log, the progress bar, LR monitor and early-stopping bookkeeping)")
-    print("  (what remains, by profile: Lightning's per-step loop, hooks and two self.log calls, ~1 ms each in its "
-          "result collection;\n   the sanity check's first-time costs; see this script's docstring)")
+    for side, what in (("runner", "run.py"), ("glibc", "run.py keep_freed_memory=false")):
+        per_step = (med(side, "loop") - med("plain", "loop")) / max(steps, 1) * 1000
+        print(f"  per training step: {per_step:+.1f} ms of {what} over the plain loop ({int(steps)} steps)")
+    print("  (the second: Lightning's loop and hooks, torchmetrics updates and self.log, the progress bar, LR monitor\n"
+          "   and early-stopping bookkeeping; by profile ~1 ms per self.log in Lightning's result collection, the rest\n"
+          "   within the noise. The first also has the page faults keep_freed_memory saves, ~4-6 us each)\n")
 
+    paired_cpu = paired("runner", "train_cpu")
     print(f"\nCPU-time throughput ratio run.py / plain: {statistics.median(paired_cpu):.3f} median of the per-repeat "
           f"ratios ({', '.join(f'{x:.2f}' for x in paired_cpu)})  (steadier on a shared machine; with --threads 1 "
           "it counts the work done)")
+    glibc = paired("glibc")
+    print(f"where run.py's speed comes from: with glibc's malloc defaults, like the plain loop "
+          f"(keep_freed_memory=false), the throughput ratio is {statistics.median(glibc):.3f} "
+          f"({', '.join(f'{x:.2f}' for x in glibc)}): Lightning's loop, hooks, logging and progress bar against the "
+          f"plain loop; keep_freed_memory=true gives the rest")
     print(f"end-to-end wall time ratio plain / run.py: {med('plain', 'total') / med('runner', 'total'):.3f}")
     help_s = help_seconds(args.help_repeats)
     print(f"python run.py --help: {help_s:.3f} s median of {args.help_repeats}   (target <= 1.0 s)")
     print(f"  (ratio of the median throughputs: {throughput('runner') / throughput('plain'):.3f})")
     print(f"training throughput ratio run.py / plain: {ratio:.3f} median of the per-repeat wall-clock ratios "
-          f"({', '.join(f'{x:.2f}' for x in paired)})")
+          f"({', '.join(f'{x:.2f}' for x in paired('runner'))})")
     print(f"target >= 0.95: {'PASS' if ratio >= 0.95 else 'FAIL'}")
 
 

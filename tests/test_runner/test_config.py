@@ -170,6 +170,7 @@ def test_slurm_launcher_with_ddp_defaults_asks_for_a_valid_allocation(compose_cf
         ("seed=abc", "seed"),
         ("model.pretrained=yes_please", "model.pretrained"),
         ("trainer.devices=1.5", "trainer.devices"),
+        ("keep_freed_memory=sometimes", "keep_freed_memory"),
     ],
 )
 def test_check_config_rejects_wrong_types(compose_cfg: Compose, override: str, key: str) -> None:
