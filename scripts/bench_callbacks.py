@@ -149,15 +149,13 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
           f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
           f"8 epochs = 160 steps), {args.rounds} alternating rounds ==")
     fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
-    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in kinds}
-    faults: dict[str, list[int]] = {k: [] for k in kinds}  # page faults in each fit
+    # per kind, one (wall s, s inside the callback, CPU s, page faults) per round
+    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in kinds}
     for r in range(args.rounds):
         order = kinds if r % 2 == 0 else kinds[::-1]  # alternate the order too: no kind always runs first
         for kind in order:
-            *timing, fit_faults = fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}")
-            results[kind].append(tuple(timing))
-            faults[kind].append(fit_faults)
-        line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {faults[k][-1] // 1000}k faults)"
+            results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
+        line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {results[k][-1][3] // 1000}k faults)"
                          for k in kinds)
         print(f"  round {r + 1:2d}: {line}", flush=True)
     targets = {"feature_monitor": 0.02, "gram_matrix": 0.01}
@@ -165,8 +163,8 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
         "feature_monitor": "FeatureMonitor, auto (3 layers), num_batches=10",
         "gram_matrix": "GramMatrix every 100 steps",
     }
-    base = [s for s, _, _ in results["baseline"]]
-    base_cpu = [c for _, _, c in results["baseline"]]
+    base = [s for s, _, _, _ in results["baseline"]]
+    base_cpu = [c for _, _, c, _ in results["baseline"]]
     # the reference of each round: the mean of its two fits without a callback (baseline, control)
     ref = [(a + b[0]) / 2 for a, b in zip(base, results["control"])]
     ref_cpu = [(a + b[2]) / 2 for a, b in zip(base_cpu, results["control"])]
@@ -175,20 +173,20 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
           f"{'in hooks':>9s} {'target':>7s}")
     verdicts = []
     for kind in ("feature_monitor", "gram_matrix"):
-        walls = [s for s, _, _ in results[kind]]
-        cpus = [c for _, _, c in results[kind]]
+        walls = [s for s, _, _, _ in results[kind]]
+        cpus = [c for _, _, c, _ in results[kind]]
         overhead = statistics.median(w / b for w, b in zip(walls, ref)) - 1.0
         of_medians = statistics.median(walls) / statistics.median(ref) - 1.0
         cpu_overhead = statistics.median(c / b for c, b in zip(cpus, ref_cpu)) - 1.0
-        share = statistics.median(i / s for s, i, _ in results[kind])
+        share = statistics.median(i / s for s, i, _, _ in results[kind])
         passed = overhead <= targets[kind]
         ok.append(passed)
         print(f"  {labels[kind]:48s} {overhead * 100:12.2f}% {of_medians * 100:17.2f}% {cpu_overhead * 100:11.2f}% "
               f"{share * 100:8.2f}% {targets[kind] * 100:6.0f}%  {'PASS' if passed else 'FAIL'}")
         verdicts.append(f"{labels[kind].split(',')[0]} wall-clock overhead {overhead * 100:+.2f}% "
                         f"(target <= {targets[kind] * 100:.0f}%): {'PASS' if passed else 'FAIL'}")
-    ctrl = [s for s, _, _ in results["control"]]
-    ctrl_cpu = [c for _, _, c in results["control"]]
+    ctrl = [s for s, _, _, _ in results["control"]]
+    ctrl_cpu = [c for _, _, c, _ in results["control"]]
     ctrl_wall = statistics.median(w / b for w, b in zip(ctrl, base)) - 1.0
     ctrl_cpu_oh = statistics.median(c / b for c, b in zip(ctrl_cpu, base_cpu)) - 1.0
     print(f"  {'control: the baseline fit again (A/A)':48s} {ctrl_wall * 100:12.2f}% "

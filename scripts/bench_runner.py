@@ -39,8 +39,8 @@ Where run.py's time went, and what was fixed (cProfile and these splits, 2026-11
   ``update()`` (a ``forward()`` also computed a batch value every step). Turning the progress bar
   off made no difference beyond the noise.
 
-- page faults (perf, 2026-11-26): with glibc's malloc defaults ~7% of the fit's CPU samples were the
-  kernel zeroing pages (``clear_page_erms``), ~400k (240k-650k) page faults per 3-epoch fit, varying
+- page faults (perf, 2026-11-26): with glibc's malloc defaults 5-7% of the fit's CPU samples were the
+  kernel zeroing pages (``clear_page_erms``), ~300k (130k-700k) page faults per 3-epoch fit, varying
   from process to process with the heap's history: the largest single source of the noise between
   repeats, and of run.py's gap (its heap, after Hydra's and Lightning's imports, faulted more).
   Fixed for run.py: ``keep_freed_memory: true`` (``runner/allocator.py``: glibc's ``mallopt`` with a
@@ -334,7 +334,8 @@ def main() -> None:
     if args.repeats < 1 or args.epochs < 1:
         parser.error("--repeats and --epochs must be >= 1")
 
-    print(f"{args.repeats} repeats x (plain loop, python run.py {' '.join(args.override)}), {args.epochs} epochs "
+    print(f"{args.repeats} repeats x (plain loop, python run.py{''.join(' ' + o for o in args.override)}, the same with "
+          f"keep_freed_memory=false), {args.epochs} epochs "
           f"each, threads: {args.threads or 'torch default'}", flush=True)
     # "glibc": run.py with glibc's malloc defaults (keep_freed_memory=false), to show what the
     # default keep_freed_memory=true gives and what Lightning's loop costs on its own
@@ -398,7 +399,7 @@ def main() -> None:
         print(f"  per training step: {per_step:+.1f} ms of {what} over the plain loop ({int(steps)} steps)")
     print("  (the second: Lightning's loop and hooks, torchmetrics updates and self.log, the progress bar, LR monitor\n"
           "   and early-stopping bookkeeping; by profile ~1 ms per self.log in Lightning's result collection, the rest\n"
-          "   within the noise. The first also has the page faults keep_freed_memory saves, ~4-6 us each)\n")
+          "   within the noise. The first also has the page faults keep_freed_memory saves, ~4-6 us each)")
 
     paired_cpu = paired("runner", "train_cpu")
     print(f"\nCPU-time throughput ratio run.py / plain: {statistics.median(paired_cpu):.3f} median of the per-repeat "
