@@ -13,7 +13,12 @@
    inside each callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed
    directly): a check on the noise of a shared machine, where whole fits drift by 5% or more.
    A control fit, the baseline run again in every round (an A/A test), shows how far two identical
-   fits differ on this machine: an overhead within the control's is not resolvable here.
+   fits differ on this machine: an overhead within the control's is not resolvable here; each median
+   comes with a bootstrap 95% interval over the rounds.
+   On a multi-core machine ``--shards N`` runs the rounds in N processes at once, each pinned to
+   ``--threads`` (default 2) cores of its own, and judges the pooled rounds: N times the rounds in the
+   same time. Each round is still compared within itself (its four fits ran one after another on
+   the same cores); the shards share the memory bus and caches, a load every kind of fit meets alike.
    The process keeps freed memory as ``run.py`` does by default (``keep_freed_memory``): with glibc's
    malloc defaults (``--glibc-malloc``) each fit took 100k-600k page faults, as many as its heap's
    history gave it, and that -- not the callbacks -- was most of the +-10% between identical fits.
@@ -36,6 +41,8 @@ Usage::
     python scripts/bench_callbacks.py                 # ~5-10 minutes on 2 CPU cores
     python scripts/bench_callbacks.py --rounds 15     # more alternating rounds
     python scripts/bench_callbacks.py --quick         # 5 rounds, 3 repeats: a smoke run, not a verdict
+    python scripts/bench_callbacks.py --shards 4 --rounds 10 --max-minutes 8   # 8+ idle cores: up to 40 rounds
+    python scripts/bench_callbacks.py --combine a.jsonl b.jsonl   # judge rounds saved with --rounds-file
 """
 
 from __future__ import annotations
@@ -43,8 +50,12 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import json
+import os
+import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,25 +150,131 @@ def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> 
     return timer.seconds, inside, timer.cpu_seconds, timer.faults
 
 
-def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
+KINDS = ["baseline", "feature_monitor", "control", "gram_matrix"]
+
+
+def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[str, list[tuple[float, float, float, int]]]:
+    """``--rounds`` alternating rounds of the four fits; each finished round is printed and, with
+    ``--rounds-file``, appended to it as one JSON line (a killed run keeps what it finished)."""
     # "control" is the baseline fit run a second time in each round (an A/A test): its "overhead" is the
-    # size of the differences this machine makes between two identical fits, not a callback's cost
-    # each callback's fit sits between two fits without a callback (reversed every other round), and
-    # is judged against the mean of that round's two: the reference is twice as steady, and adjacent
-    kinds = ["baseline", "feature_monitor", "control", "gram_matrix"]
-    print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
-          f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
-          f"8 epochs = 160 steps), {args.rounds} alternating rounds ==")
+    # size of the differences this machine makes between two identical fits, not a callback's cost.
+    # Each callback's fit sits between two fits without a callback (the order reversed every other
+    # round) and is judged against the mean of those two: a steadier reference, and an adjacent one.
     fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
     # per kind, one (wall s, s inside the callback, CPU s, page faults) per round
-    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in kinds}
+    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in KINDS}
+    last = 0.0  # seconds the last round took
     for r in range(args.rounds):
-        order = kinds if r % 2 == 0 else kinds[::-1]  # alternate the order too: no kind always runs first
+        if args.max_minutes and time.perf_counter() - args.started + last > args.max_minutes * 60:
+            print(f"{prefix}  --max-minutes {args.max_minutes:g}: no time for another round, {r} done", flush=True)
+            break
+        round_start = time.perf_counter()
+        order = KINDS if r % 2 == 0 else KINDS[::-1]  # alternate the order too: no kind always runs first
         for kind in order:
             results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
         line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {results[k][-1][3] // 1000}k faults)"
-                         for k in kinds)
-        print(f"  round {r + 1:2d}: {line}", flush=True)
+                         for k in KINDS)
+        print(f"{prefix}  round {r + 1:2d}: {line}", flush=True)
+        last = time.perf_counter() - round_start
+        if args.rounds_file:
+            with open(args.rounds_file, "a") as f:
+                settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
+                            "threads": torch.get_num_threads()}
+                f.write(json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n")
+    return results
+
+
+def read_rounds(paths: list[str]) -> dict[str, list[tuple[float, float, float, int]]]:
+    """The rounds of ``--rounds-file`` files, pooled (each round carries its own baseline and control)."""
+    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in KINDS}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                for k in KINDS:
+                    results[k].append(tuple(row[k]))
+    return results
+
+
+def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[float, float, float, int]]]:
+    """``--shards`` copies of the rounds at once, each its own process pinned to ``--threads`` cores of
+    its own (on a multi-core machine: more rounds in the same time). Every round is still judged
+    within itself (its fits ran one after another on the same cores); the shards share the memory
+    bus and caches, a load every kind of fit meets alike."""
+    cpus = physical_cores_first(sorted(os.sched_getaffinity(0)))
+    threads = args.threads or 2
+    if args.shards * threads > len(cpus):
+        raise SystemExit(f"--shards {args.shards} x --threads {threads} needs {args.shards * threads} cores; "
+                         f"this process may use {len(cpus)}")
+    procs = []
+    for i in range(args.shards):
+        mine = cpus[i * threads:(i + 1) * threads]
+        rounds_file = root / f"shard{i}.jsonl"
+        cmd = [sys.executable, __file__, "--skip-interpretation", "--rounds", str(args.rounds), "--threads", str(threads),
+               "--steps", str(args.steps), "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
+               "--rounds-file", str(rounds_file), "--prefix", f"[shard {i}, cores {','.join(map(str, mine))}]",
+               "--no-verdict"]
+        if args.max_minutes:
+            cmd += ["--max-minutes", str(max(args.max_minutes - (time.perf_counter() - args.started) / 60, 0.01))]
+        if args.glibc_malloc:
+            cmd.append("--glibc-malloc")
+        procs.append((subprocess.Popen(cmd, preexec_fn=functools.partial(os.sched_setaffinity, 0, mine)), rounds_file))
+    for proc, _ in procs:
+        proc.wait()
+    if any(proc.returncode for proc, _ in procs):
+        raise SystemExit(f"a shard failed: exit codes {[proc.returncode for proc, _ in procs]}")
+    if args.rounds_file:  # the pooled rounds, for --combine
+        with open(args.rounds_file, "a") as f:
+            for _, rounds_file in procs:
+                f.write(rounds_file.read_text())
+    return read_rounds([str(rounds_file) for _, rounds_file in procs])
+
+
+def physical_cores_first(cpus: list[int]) -> list[int]:
+    """The CPUs, one per physical core first (hyper-thread siblings last), from Linux's topology files."""
+    seen, first, rest = set(), [], []
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            core = ((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip())
+        except OSError:
+            core = ("?", str(cpu))
+        (rest if core in seen else first).append(cpu)
+        seen.add(core)
+    return first + rest
+
+
+def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
+    if args.no_verdict:  # a shard of --shards: its rounds only
+        run_rounds(args, root, args.prefix)
+        return []
+    if args.combine:  # the fits' settings as the files recorded them
+        first = json.loads(Path(args.combine[0]).read_text().splitlines()[0]).get("settings", {})
+        args.steps, args.image_size, args.batch_size = (first.get(k, getattr(args, k)) for k in
+                                                         ("steps", "image_size", "batch_size"))
+        where = f"rounds read from {len(args.combine)} file(s), {first.get('threads', '?')} threads a fit"
+    elif args.shards > 1:
+        where = f"{args.shards} shards in parallel, each pinned to {args.threads or 2} cores"
+    else:
+        where = f"one process, {torch.get_num_threads()} threads"
+    print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
+          f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
+          f"8 epochs = 160 steps), alternating rounds ({where}) ==", flush=True)
+    if args.combine:
+        results = read_rounds(args.combine)
+        print(f"  rounds read from {', '.join(args.combine)}")
+    elif args.shards > 1:
+        results = run_shards(args, root)
+    else:
+        results = run_rounds(args, root, args.prefix)
+    if len(results["baseline"]) < 9:
+        print(f"  WARNING: {len(results['baseline'])} rounds: fewer than 9, not a verdict")
+    return judge(results, args)
+
+
+def judge(results: dict[str, list[tuple[float, float, float, int]]], args: argparse.Namespace) -> list[bool]:
+    print(f"\n  {len(results['baseline'])} rounds")
+    rng = random.Random(0)
     targets = {"feature_monitor": 0.02, "gram_matrix": 0.01}
     labels = {
         "feature_monitor": "FeatureMonitor, auto (3 layers), num_batches=10",
@@ -171,7 +288,7 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
     ok = []
     print(f"\n  {'callback':48s} {'wall overhead':>13s} {'(ratio of medians)':>18s} {'CPU overhead':>12s} "
           f"{'in hooks':>9s} {'target':>7s}")
-    verdicts = []
+    verdicts, intervals = [], []
     for kind in ("feature_monitor", "gram_matrix"):
         walls = [s for s, _, _, _ in results[kind]]
         cpus = [c for _, _, c, _ in results[kind]]
@@ -179,21 +296,28 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
         of_medians = statistics.median(walls) / statistics.median(ref) - 1.0
         cpu_overhead = statistics.median(c / b for c, b in zip(cpus, ref_cpu)) - 1.0
         share = statistics.median(i / s for s, i, _, _ in results[kind])
+        low, high = median_interval([w / b - 1.0 for w, b in zip(walls, ref)], rng)
         passed = overhead <= targets[kind]
         ok.append(passed)
         print(f"  {labels[kind]:48s} {overhead * 100:12.2f}% {of_medians * 100:17.2f}% {cpu_overhead * 100:11.2f}% "
               f"{share * 100:8.2f}% {targets[kind] * 100:6.0f}%  {'PASS' if passed else 'FAIL'}")
+        intervals.append(f"  {labels[kind].split(',')[0]}: 95% interval of the wall overhead's median "
+                         f"[{low * 100:+.2f}%, {high * 100:+.2f}%]")
         verdicts.append(f"{labels[kind].split(',')[0]} wall-clock overhead {overhead * 100:+.2f}% "
                         f"(target <= {targets[kind] * 100:.0f}%): {'PASS' if passed else 'FAIL'}")
     ctrl = [s for s, _, _, _ in results["control"]]
     ctrl_cpu = [c for _, _, c, _ in results["control"]]
     ctrl_wall = statistics.median(w / b for w, b in zip(ctrl, base)) - 1.0
     ctrl_cpu_oh = statistics.median(c / b for c, b in zip(ctrl_cpu, base_cpu)) - 1.0
+    low, high = median_interval([w / b - 1.0 for w, b in zip(ctrl, base)], rng)
+    intervals.append(f"  control: 95% interval of its median [{low * 100:+.2f}%, {high * 100:+.2f}%] "
+                     "(bootstrap over rounds, 2000 resamples)")
     print(f"  {'control: the baseline fit again (A/A)':48s} {ctrl_wall * 100:12.2f}% "
           f"{(statistics.median(ctrl) / statistics.median(base) - 1) * 100:17.2f}% {ctrl_cpu_oh * 100:11.2f}%"
           "      -       -   (no callback: the machine's own difference between identical fits)")
     verdicts.append(f"control (the same fit twice, no callback): {ctrl_wall * 100:+.2f}% wall, "
                          f"{ctrl_cpu_oh * 100:+.2f}% CPU -- overheads within this are not resolvable here")
+    print("\n".join(intervals))
     spread = (max(base) - min(base)) / statistics.median(base)
     print("  (wall overhead: median over rounds of with / without in the same round (the mean of its baseline and")
     print("   control fits), minus 1 -- the verdict; control: control / baseline, minus 1;")
@@ -206,6 +330,12 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
         print("  or read the CPU overhead (with --threads 1)")
     args.verdicts.extend(verdicts)
     return ok
+
+
+def median_interval(values: list[float], rng: random.Random, resamples: int = 2000) -> tuple[float, float]:
+    """A percentile-bootstrap 95% interval of the median of ``values`` (rounds resampled)."""
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def bench_interpretation(args: argparse.Namespace, root: Path) -> bool:
@@ -284,10 +414,25 @@ def main() -> int:
                         help="keep glibc's malloc defaults (run.py's keep_freed_memory=false): every fit then takes "
                              "~100k+ page faults, a number that varies with the heap's history, and so does its time")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 on a machine shared with other jobs: oversubscribed threads spin)")
+                        help="torch threads (1 on a machine shared with other jobs: oversubscribed threads spin; "
+                             "with --shards, the cores each shard is pinned to: default 2)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="run the rounds in this many processes at once, each pinned to --threads cores of its "
+                             "own, and judge the pooled rounds (a multi-core machine: --shards 4 gives 4x the rounds)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no round that would end after this many minutes (the rounds done are judged)")
+    parser.add_argument("--rounds-file", default=None,
+                        help="append every finished round to this file, one JSON line each (for --combine)")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="ROUNDS_FILE",
+                        help="judge the rounds of these --rounds-file files, pooled, without fitting anything")
+    parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)  # a shard's label on its lines
+    parser.add_argument("--no-verdict", action="store_true", help=argparse.SUPPRESS)  # a shard: rounds only
     args = parser.parse_args()
+    args.started = time.perf_counter()
     if args.quick:
         args.rounds, args.repeats = 5, 3
+    if args.combine:
+        args.skip_interpretation = True
     args.verdicts = []
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -299,13 +444,15 @@ def main() -> int:
     # (memory handed back to the OS and faulted in again every step) vary with the heap's history, and
     # with them its time: a noise larger than the overheads judged here
     kept = False if args.glibc_malloc else keep_freed_memory()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; malloc: "
+    print(f"{args.prefix}torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; malloc: "
           f"{'freed memory kept (run.py default keep_freed_memory=true)' if kept else 'glibc defaults'}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ok = [] if args.skip_throughput else bench_throughput(args, root)
         if not args.skip_interpretation:
             ok.append(bench_interpretation(args, root))
+    if args.no_verdict:
+        return 0
     print()
     for line in args.verdicts:
         print(line)
