@@ -3,25 +3,32 @@
 1. Wall-clock training throughput of the same seeded fit (timm resnet18 on the digits data,
    ``--steps`` optimizer steps, 20 per epoch) without callbacks, with ``FeatureMonitorCallback``
    as shipped (``layer_names=auto``: 3 layers, ``num_batches=10`` of every epoch, merged through
-   Lightning's metric path) and with ``GramMatrixCallback`` every 100 steps. The fits
-   alternate within each of ``--rounds`` (>= 9) rounds, each callback's fit between two fits without
-   a callback (baseline, FeatureMonitor, control, GramMatrix; reversed every other round), with a
-   ``gc.collect()`` before every fit; the overhead is the median over rounds of (wall time with /
-   the mean wall time of the round's two fits without) - 1, judged against the targets
-   (FeatureMonitor <= 2%, GramMatrix <= 1%). Beside it: the same ratio of the process's CPU
-   time (steadier on a shared machine, with ``--threads 1`` the work done), and the time spent
-   inside each callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed
-   directly): a check on the noise of a shared machine, where whole fits drift by 5% or more.
-   A control fit, the baseline run again in every round (an A/A test), shows how far two identical
-   fits differ on this machine: an overhead within the control's is not resolvable here; each median
-   comes with a bootstrap 95% interval over the rounds.
-   On a multi-core machine ``--shards N`` runs the rounds in N processes at once, each pinned to
-   ``--threads`` (default 2) cores of its own, and judges the pooled rounds: N times the rounds in the
-   same time. Each round is still compared within itself (its four fits ran one after another on
-   the same cores); the shards share the memory bus and caches, a load every kind of fit meets alike.
-   The process keeps freed memory as ``run.py`` does by default (``keep_freed_memory``): with glibc's
-   malloc defaults (``--glibc-malloc``) each fit took 100k-600k page faults, as many as its heap's
-   history gave it, and that -- not the callbacks -- was most of the +-10% between identical fits.
+   Lightning's metric path) and with ``GramMatrixCallback`` every 100 steps. Each of ``--rounds``
+   (>= 9) rounds runs four fits -- baseline, FeatureMonitor, control, GramMatrix -- each in a fresh
+   process of its own, **in lockstep**: the fits take turns a training step at a time (a fit's turn
+   runs from the start of one of its steps to the start of its next: data fetch, every hook and
+   callback, epoch ends and logging included; the others wait on a semaphore), the rotation
+   reversed every other round. A fit's wall time is the sum of its turns. The overhead is the
+   median over rounds of (wall time with / the mean wall time of the round's two fits without) - 1,
+   judged against the targets (FeatureMonitor <= 2%, GramMatrix <= 1%), with a bootstrap 95%
+   interval. The control fit, the baseline again in every round (an A/A test), shows how far two
+   identical fits differ: an overhead within the control's is not resolvable.
+
+   Why lockstep: this (shared, virtual) machine runs fast and slow for spells of tens of seconds
+   (a step taking 170 ms for a minute, then 245 ms), so whole fits run one after another differed
+   by 5-12% even when identical (``--sequential``, the design before: 9-15 rounds gave verdicts that
+   flipped between runs); fits whose steps alternate meet every spell alike, and identical fits
+   then agree within ~1% (34.12 / 34.43 s in one round; median difference +0.64% over 16 rounds). Each fit has one torch thread by default
+   (``--threads``): a fit's pool of two or more threads idled and woke up again at each turn, and
+   its steps ran ~1.7x slower than alone; a finished fit's process waits, without working, until the
+   round's last fit is done (its exit would otherwise run beside the others' last steps).
+   Beside the verdict: the same ratio of the fits' CPU time, and the time spent inside each
+   callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed directly).
+   On a multi-core machine ``--shards N`` runs N such rounds at once, each shard pinned to
+   ``--threads`` cores of its own (one per physical core first), and judges the pooled rounds.
+   Every process keeps freed memory as ``run.py`` does by default (``keep_freed_memory``): with
+   glibc's malloc defaults (``--glibc-malloc``) each fit took 100k-600k page faults, as many as its
+   heap's history gave it.
 
    What the callbacks cost, by a profile of whole fits (cProfile, 1 thread, 32 px, 100 steps):
    FeatureMonitor's statistics, forward hooks and hooks ~0.7% of the fit; before, it logged its 12 values
@@ -38,10 +45,11 @@
 
 Usage::
 
-    python scripts/bench_callbacks.py                 # ~5-10 minutes on 2 CPU cores
-    python scripts/bench_callbacks.py --rounds 15     # more alternating rounds
+    python scripts/bench_callbacks.py                 # 9 rounds, ~22 minutes on 1 CPU core
+    python scripts/bench_callbacks.py --shards 2 --rounds 8   # 16 rounds on 2 cores, ~20 minutes
     python scripts/bench_callbacks.py --quick         # 5 rounds, 3 repeats: a smoke run, not a verdict
-    python scripts/bench_callbacks.py --shards 4 --rounds 10 --max-minutes 8   # 8+ idle cores: up to 40 rounds
+    python scripts/bench_callbacks.py --shards 8 --rounds 4 --max-minutes 10   # 8+ idle cores: up to 32 rounds
+    python scripts/bench_callbacks.py --sequential    # whole fits one after another, torch's threads
     python scripts/bench_callbacks.py --combine a.jsonl b.jsonl   # judge rounds saved with --rounds-file
 """
 
@@ -51,6 +59,8 @@ import argparse
 import functools
 import gc
 import json
+import logging
+import multiprocessing
 import os
 import random
 import resource
@@ -58,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -116,9 +127,9 @@ def timed(callback: Callback, extra: tuple[str, ...] = ()) -> Callback:
     return callback
 
 
-def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, float, int]:
-    """One seeded fit; returns (train seconds, seconds inside the callback, train CPU seconds, page faults)."""
-    gc.collect()  # the previous fit's objects (Lightning's are full of cycles) are not collected inside this one
+def build(kind: str, steps: int, image_size: int, batch_size: int, root: Path,
+          timing: list[Callback]) -> tuple[pl.Trainer, ImageClassifier, DigitsDataModule, list[Callback]]:
+    """One seeded fit, ready to run: ``timing`` callbacks first, then the callback ``kind`` names."""
     pl.seed_everything(0, verbose=False)
     model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=image_size)
     data = DigitsDataModule(batch_size=batch_size, image_size=image_size, seed=0)
@@ -127,7 +138,6 @@ def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> 
         extra = [timed(FeatureMonitorCallback("auto", log_every_n_epochs=1, num_batches=10))]
     elif kind == "gram_matrix":
         extra = [timed(GramMatrixCallback(log_every_n_steps=100))]
-    timer = TrainTimer()
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -137,17 +147,155 @@ def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> 
         num_sanity_val_steps=0,
         logger=pl.loggers.CSVLogger(str(root), name=kind),
         default_root_dir=str(root / kind),
-        callbacks=[timer, *extra],
+        callbacks=[*timing, *extra],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=50,
     )
+    return trainer, model, data, extra
+
+
+def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, float, int]:
+    """One seeded fit on its own; returns (train seconds, seconds inside the callback, train CPU seconds, page faults)."""
+    gc.collect()  # the previous fit's objects (Lightning's are full of cycles) are not collected inside this one
+    timer = TrainTimer()
+    trainer, model, data, extra = build(kind, steps, image_size, batch_size, root, [timer])
     trainer.fit(model, data)
     inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
     if timer.steps != steps:
         raise RuntimeError(f"{kind}: the fit ran {timer.steps} steps, not {steps}")
     return timer.seconds, inside, timer.cpu_seconds, timer.faults
+
+
+class Turns:
+    """Takes fits running in processes of their own in turns, one training step each: only the fit
+    whose turn it is runs, from the start of one of its steps to the start of its next (data fetch,
+    every hook and the epoch ends included), then hands over to the next unfinished fit. Processes,
+    not threads: each fit keeps its own torch thread pool and heap, as a fit on its own has them."""
+
+    def __init__(self, ctx: Any, n: int) -> None:
+        self.gates = [ctx.Semaphore(0) for _ in range(n)]
+        self.done = ctx.Array("b", n)
+        self.started = ctx.Barrier(n, timeout=900)  # no fit steps before every fit is set up
+        self.ended = ctx.Barrier(n, timeout=900)  # and no process exits (frees, tears down) while a fit steps
+        self.gates[0].release()  # the first fit's turn
+
+    def wait(self, i: int) -> None:
+        self.gates[i].acquire()
+
+    def hand_over(self, i: int, finished: bool = False) -> None:
+        with self.done.get_lock():
+            n = len(self.done)
+            if finished:
+                self.done[i] = 1
+            j = (i + 1) % n
+            while self.done[j] and j != i:
+                j = (j + 1) % n
+            if not self.done[j]:
+                self.gates[j].release()
+
+
+class TurnTaker(Callback):
+    """First in a fit's callbacks: waits for the fit's turn at every step's start and adds up the wall
+    time, CPU time and page faults of its turns (while one fit runs, the others wait)."""
+
+    def __init__(self, turns: Turns, index: int) -> None:
+        self.turns, self.index = turns, index
+        self.seconds = self.cpu_seconds = 0.0
+        self.faults = 0
+
+    def _start(self) -> None:
+        self.turns.wait(self.index)
+        self._t, self._c = time.perf_counter(), time.process_time()
+        self._f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def stop(self) -> None:
+        self.seconds += time.perf_counter() - self._t
+        self.cpu_seconds += time.process_time() - self._c
+        self.faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self._f
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.turns.started.wait()
+        self._start()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.stop()
+        self.turns.hand_over(self.index)
+        self._start()
+
+
+class TurnEnd(Callback):
+    """Last in a fit's callbacks: its turn's clock stops at the end of training (the fit keeps the
+    turn until ``trainer.fit`` returns, so its teardown overlaps no other fit's timed step)."""
+
+    def __init__(self, taker: TurnTaker) -> None:
+        self.taker = taker
+        self.steps = 0
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.taker.stop()
+        self.steps = trainer.global_step
+
+
+def turn_worker(index: int, kind: str, settings: dict[str, Any], turns: Turns, results: Any) -> None:
+    """One fit of a lockstep round, in a process of its own (set up like the sequential bench's)."""
+    try:
+        warnings.filterwarnings("ignore")
+        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+        if settings["threads"]:
+            torch.set_num_threads(settings["threads"])
+        if not settings["glibc_malloc"]:
+            keep_freed_memory()
+        root = Path(settings["root"])
+        fit("baseline", 10, settings["image_size"], settings["batch_size"], root / f"warmup{index}")  # one-time costs
+        gc.collect()
+        taker = TurnTaker(turns, index)
+        trainer, model, data, extra = build(kind, settings["steps"], settings["image_size"], settings["batch_size"],
+                                            root / kind, [taker])
+        end = TurnEnd(taker)
+        trainer.callbacks.append(end)
+        trainer.fit(model, data)
+        if end.steps != settings["steps"]:
+            raise RuntimeError(f"{kind}: the fit ran {end.steps} steps, not {settings['steps']}")
+        inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
+        results.put((kind, (taker.seconds, inside, taker.cpu_seconds, taker.faults)))
+    except BaseException as error:  # noqa: BLE001 -- reported by the parent
+        turns.started.abort()
+        turns.ended.abort()
+        results.put((kind, f"{type(error).__name__}: {error}"))
+    finally:
+        turns.hand_over(index, finished=True)
+    try:
+        turns.ended.wait()
+    except threading.BrokenBarrierError:
+        pass
+
+
+def lockstep_round(order: list[str], args: argparse.Namespace, root: Path) -> dict[str, tuple[float, float, float, int]]:
+    """One round: the fits of ``order``, each in a fresh process, taking turns a step at a time."""
+    ctx = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pool state
+    turns = Turns(ctx, len(order))
+    results = ctx.Queue()
+    settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
+                "threads": args.fit_threads, "glibc_malloc": args.glibc_malloc, "root": str(root)}
+    procs = [ctx.Process(target=turn_worker, args=(i, kind, settings, turns, results), name=kind)
+             for i, kind in enumerate(order)]
+    for proc in procs:
+        proc.start()
+    out: dict[str, Any] = {}
+    try:
+        for _ in procs:
+            kind, value = results.get(timeout=1800)
+            if isinstance(value, str):
+                raise RuntimeError(f"the {kind} fit of the round failed: {value}")
+            out[kind] = value
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+    return out
 
 
 KINDS = ["baseline", "feature_monitor", "control", "gram_matrix"]
@@ -170,17 +318,24 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
             break
         round_start = time.perf_counter()
         order = KINDS if r % 2 == 0 else KINDS[::-1]  # alternate the order too: no kind always runs first
-        for kind in order:
-            results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
+        if args.sequential:
+            for kind in order:
+                results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
+        else:
+            one = lockstep_round(order, args, root / f"round{r}")
+            for kind in order:
+                results[kind].append(one[kind])
         line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {results[k][-1][3] // 1000}k faults)"
                          for k in KINDS)
         print(f"{prefix}  round {r + 1:2d}: {line}", flush=True)
         last = time.perf_counter() - round_start
-        if args.rounds_file:
-            with open(args.rounds_file, "a") as f:
-                settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
-                            "threads": torch.get_num_threads()}
-                f.write(json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n")
+        settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
+                    "threads": args.fit_threads or torch.get_num_threads(),
+                    "design": "sequential" if args.sequential else "lockstep"}
+        line = json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n"
+        for path in filter(None, (args.rounds_file, args.mirror_rounds_file)):
+            with open(path, "a") as f:  # one short line, one write: appends from several shards do not mix
+                f.write(line)
     return results
 
 
@@ -202,7 +357,7 @@ def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[flo
     within itself (its fits ran one after another on the same cores); the shards share the memory
     bus and caches, a load every kind of fit meets alike."""
     cpus = physical_cores_first(sorted(os.sched_getaffinity(0)))
-    threads = args.threads or 2
+    threads = args.fit_threads or 2
     if args.shards * threads > len(cpus):
         raise SystemExit(f"--shards {args.shards} x --threads {threads} needs {args.shards * threads} cores; "
                          f"this process may use {len(cpus)}")
@@ -212,21 +367,21 @@ def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[flo
         rounds_file = root / f"shard{i}.jsonl"
         cmd = [sys.executable, __file__, "--skip-interpretation", "--rounds", str(args.rounds), "--threads", str(threads),
                "--steps", str(args.steps), "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
-               "--rounds-file", str(rounds_file), "--prefix", f"[shard {i}, cores {','.join(map(str, mine))}]",
+               "--rounds-file", str(rounds_file), *(["--mirror-rounds-file", args.rounds_file] if args.rounds_file else []),
+               "--prefix", f"[shard {i}, cores {','.join(map(str, mine))}]",
                "--no-verdict"]
         if args.max_minutes:
             cmd += ["--max-minutes", str(max(args.max_minutes - (time.perf_counter() - args.started) / 60, 0.01))]
         if args.glibc_malloc:
             cmd.append("--glibc-malloc")
+        if args.sequential:
+            cmd.append("--sequential")
+        # the shard's fits are pinned to its cores (lockstep: the fits' processes inherit the affinity)
         procs.append((subprocess.Popen(cmd, preexec_fn=functools.partial(os.sched_setaffinity, 0, mine)), rounds_file))
     for proc, _ in procs:
         proc.wait()
     if any(proc.returncode for proc, _ in procs):
         raise SystemExit(f"a shard failed: exit codes {[proc.returncode for proc, _ in procs]}")
-    if args.rounds_file:  # the pooled rounds, for --combine
-        with open(args.rounds_file, "a") as f:
-            for _, rounds_file in procs:
-                f.write(rounds_file.read_text())
     return read_rounds([str(rounds_file) for _, rounds_file in procs])
 
 
@@ -252,11 +407,14 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
         first = json.loads(Path(args.combine[0]).read_text().splitlines()[0]).get("settings", {})
         args.steps, args.image_size, args.batch_size = (first.get(k, getattr(args, k)) for k in
                                                          ("steps", "image_size", "batch_size"))
-        where = f"rounds read from {len(args.combine)} file(s), {first.get('threads', '?')} threads a fit"
+        where = (f"rounds read from {len(args.combine)} file(s), {first.get('threads', '?')} threads a fit, "
+                 f"{first.get('design', 'sequential')} fits")
     elif args.shards > 1:
-        where = f"{args.shards} shards in parallel, each pinned to {args.threads or 2} cores"
+        where = f"{args.shards} shards in parallel, each pinned to {args.fit_threads or 2} core(s)"
     else:
-        where = f"one process, {torch.get_num_threads()} threads"
+        where = f"{args.fit_threads or torch.get_num_threads()} torch thread(s) a fit"
+    if not args.combine:
+        where += ", whole fits one after another" if args.sequential else ", the four fits taking turns a step at a time"
     print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
           f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
           f"8 epochs = 160 steps), alternating rounds ({where}) ==", flush=True)
@@ -309,25 +467,25 @@ def judge(results: dict[str, list[tuple[float, float, float, int]]], args: argpa
     ctrl_cpu = [c for _, _, c, _ in results["control"]]
     ctrl_wall = statistics.median(w / b for w, b in zip(ctrl, base)) - 1.0
     ctrl_cpu_oh = statistics.median(c / b for c, b in zip(ctrl_cpu, base_cpu)) - 1.0
-    low, high = median_interval([w / b - 1.0 for w, b in zip(ctrl, base)], rng)
-    intervals.append(f"  control: 95% interval of its median [{low * 100:+.2f}%, {high * 100:+.2f}%] "
+    ctrl_low, ctrl_high = median_interval([w / b - 1.0 for w, b in zip(ctrl, base)], rng)
+    intervals.append(f"  control: 95% interval of its median [{ctrl_low * 100:+.2f}%, {ctrl_high * 100:+.2f}%] "
                      "(bootstrap over rounds, 2000 resamples)")
     print(f"  {'control: the baseline fit again (A/A)':48s} {ctrl_wall * 100:12.2f}% "
           f"{(statistics.median(ctrl) / statistics.median(base) - 1) * 100:17.2f}% {ctrl_cpu_oh * 100:11.2f}%"
           "      -       -   (no callback: the machine's own difference between identical fits)")
     verdicts.append(f"control (the same fit twice, no callback): {ctrl_wall * 100:+.2f}% wall, "
-                         f"{ctrl_cpu_oh * 100:+.2f}% CPU -- overheads within this are not resolvable here")
+                    f"{ctrl_cpu_oh * 100:+.2f}% CPU -- overheads within this are not resolvable here")
     print("\n".join(intervals))
     spread = (max(base) - min(base)) / statistics.median(base)
     print("  (wall overhead: median over rounds of with / without in the same round (the mean of its baseline and")
-    print("   control fits), minus 1 -- the verdict; control: control / baseline, minus 1;")
-    print("   CPU overhead: the same with the process's CPU time, steadier on a shared machine (with --threads 1")
-    print("   it counts the work done); in hooks: share of the training time spent inside the callback's hooks,")
-    print(f"   its forward hooks included; baseline spread across rounds {spread * 100:.1f}%)")
-    if spread > 0.10:
-        print(f"  WARNING: the baseline varied by {spread * 100:.0f}% between rounds (other jobs on this machine):")
-        print("  wall-clock differences of 1-2% are not resolvable here; rerun on a quiet machine (or more --rounds),")
-        print("  or read the CPU overhead (with --threads 1)")
+    print("   control fits), minus 1 -- the verdict; control: control / baseline, minus 1; CPU overhead: the same")
+    print("   with the CPU time of the fits' turns (--sequential: of the process); in hooks: share of the training")
+    print("   time spent inside the callback's hooks, its forward hooks included; the baseline's spread across")
+    print(f"   rounds, {spread * 100:.1f}%, is the machine's speed from round to round: each round is judged alone)")
+    reach = max(abs(ctrl_low), abs(ctrl_high))
+    if reach > 0.01:
+        print(f"  WARNING: the control's interval reaches {reach * 100:.1f}%: identical fits differ that much here, and")
+        print("  overheads below that are not resolved: add rounds (--rounds, --shards on more cores)")
     args.verdicts.extend(verdicts)
     return ok
 
@@ -414,8 +572,8 @@ def main() -> int:
                         help="keep glibc's malloc defaults (run.py's keep_freed_memory=false): every fit then takes "
                              "~100k+ page faults, a number that varies with the heap's history, and so does its time")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 on a machine shared with other jobs: oversubscribed threads spin; "
-                             "with --shards, the cores each shard is pinned to: default 2)")
+                        help="torch threads of each fit (default: 1 for the lockstep fits, torch's default with "
+                             "--sequential); with --shards, also the cores each shard is pinned to")
     parser.add_argument("--shards", type=int, default=1,
                         help="run the rounds in this many processes at once, each pinned to --threads cores of its "
                              "own, and judge the pooled rounds (a multi-core machine: --shards 4 gives 4x the rounds)")
@@ -425,6 +583,10 @@ def main() -> int:
                         help="append every finished round to this file, one JSON line each (for --combine)")
     parser.add_argument("--combine", nargs="+", default=None, metavar="ROUNDS_FILE",
                         help="judge the rounds of these --rounds-file files, pooled, without fitting anything")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run each round's fits one after another in this process, whole, with torch's default "
+                             "threads (the design before the lockstep one: two identical fits then differ by 5-12%%)")
+    parser.add_argument("--mirror-rounds-file", default=None, help=argparse.SUPPRESS)  # a shard: the user's file too
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)  # a shard's label on its lines
     parser.add_argument("--no-verdict", action="store_true", help=argparse.SUPPRESS)  # a shard: rounds only
     args = parser.parse_args()
@@ -434,11 +596,12 @@ def main() -> int:
     if args.combine:
         args.skip_interpretation = True
     args.verdicts = []
+    # the fits' torch threads: lockstep fits take turns, so each has the cores alone while it runs, but
+    # a pool of 2+ threads per fit left them idle between turns and waking up (~1.7x slower steps here)
+    args.fit_threads = args.threads or (None if args.sequential or args.combine else 1)
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    import logging
-
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     # as run.py does by default (keep_freed_memory=true): with glibc's defaults each fit's page faults
     # (memory handed back to the OS and faulted in again every step) vary with the heap's history, and
