@@ -18,10 +18,13 @@
    (a step taking 170 ms for a minute, then 245 ms), so whole fits run one after another differed
    by 5-12% even when identical (``--sequential``, the design before: 9-15 rounds gave verdicts that
    flipped between runs); fits whose steps alternate meet every spell alike, and identical fits
-   then agree within ~1% (34.12 / 34.43 s in one round; median difference +0.64% over 16 rounds). Each fit has one torch thread by default
-   (``--threads``): a fit's pool of two or more threads idled and woke up again at each turn, and
-   its steps ran ~1.7x slower than alone; a finished fit's process waits, without working, until the
-   round's last fit is done (its exit would otherwise run beside the others' last steps).
+   then agree within ~1% (34.12 / 34.43 s in one round; control / baseline +0.45% in the median of
+   26 rounds, interval -0.50% to +0.95%; the old design's control interval on a 16-core Xeon,
+   26 rounds: -5.9% to +3.9%). Each fit has one
+   torch thread by default (``--threads``): a fit's pool of two or more threads idled and woke up
+   again at each turn, and its steps ran ~1.7x slower than alone; a finished fit's process waits,
+   without working, until the round's last fit is done (its exit would otherwise run beside the
+   others' last steps).
    Beside the verdict: the same ratio of the fits' CPU time, and the time spent inside each
    callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed directly).
    On a multi-core machine ``--shards N`` runs N such rounds at once, each shard pinned to
@@ -46,7 +49,7 @@
 Usage::
 
     python scripts/bench_callbacks.py                 # 9 rounds, ~22 minutes on 1 CPU core
-    python scripts/bench_callbacks.py --shards 2 --rounds 8   # 16 rounds on 2 cores, ~20 minutes
+    python scripts/bench_callbacks.py --shards 2 --rounds 8   # 16 rounds on 2 cores, ~22 minutes
     python scripts/bench_callbacks.py --quick         # 5 rounds, 3 repeats: a smoke run, not a verdict
     python scripts/bench_callbacks.py --shards 8 --rounds 4 --max-minutes 10   # 8+ idle cores: up to 32 rounds
     python scripts/bench_callbacks.py --sequential    # whole fits one after another, torch's threads
