@@ -309,9 +309,13 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
     ``--rounds-file``, appended to it as one JSON line (a killed run keeps what it finished)."""
     # "control" is the baseline fit run a second time in each round (an A/A test): its "overhead" is the
     # size of the differences this machine makes between two identical fits, not a callback's cost.
-    # Each callback's fit sits between two fits without a callback (the order reversed every other
-    # round) and is judged against the mean of those two: a steadier reference, and an adjacent one.
-    fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
+    # Each callback's fit sits between two fits without a callback (in the order, or the rotation,
+    # reversed every other round) and is judged against the mean of those two.
+    if args.sequential:  # lockstep fits warm up in their own processes
+        fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
+    settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
+                "threads": args.fit_threads or torch.get_num_threads(),
+                "design": "sequential" if args.sequential else "lockstep"}
     # per kind, one (wall s, s inside the callback, CPU s, page faults) per round
     results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in KINDS}
     last = 0.0  # seconds the last round took
@@ -332,13 +336,10 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
                          for k in KINDS)
         print(f"{prefix}  round {r + 1:2d}: {line}", flush=True)
         last = time.perf_counter() - round_start
-        settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
-                    "threads": args.fit_threads or torch.get_num_threads(),
-                    "design": "sequential" if args.sequential else "lockstep"}
-        line = json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n"
+        record = json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n"
         for path in filter(None, (args.rounds_file, args.mirror_rounds_file)):
             with open(path, "a") as f:  # one short line, one write: appends from several shards do not mix
-                f.write(line)
+                f.write(record)
     return results
 
 
@@ -357,8 +358,8 @@ def read_rounds(paths: list[str]) -> dict[str, list[tuple[float, float, float, i
 def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[float, float, float, int]]]:
     """``--shards`` copies of the rounds at once, each its own process pinned to ``--threads`` cores of
     its own (on a multi-core machine: more rounds in the same time). Every round is still judged
-    within itself (its fits ran one after another on the same cores); the shards share the memory
-    bus and caches, a load every kind of fit meets alike."""
+    within itself (its fits ran on the same cores, taking turns or one after another); the shards
+    share the memory bus and caches, a load every kind of fit meets alike."""
     cpus = physical_cores_first(sorted(os.sched_getaffinity(0)))
     threads = args.fit_threads or 2
     if args.shards * threads > len(cpus):
