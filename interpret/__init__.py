@@ -7,12 +7,14 @@ picture's own size), and
 leaves the model exactly as it found it (training flags, ``requires_grad``, ``.grad``, hooks),
 also when called under ``torch.no_grad()`` / ``torch.inference_mode()`` or when it raises.
 
-This package never imports Lightning, Hydra or the project's ``runner``.
+This package never imports Lightning, Hydra or the project's ``runner`` at import time (only
+``explain_detection`` given a ``.ckpt`` path imports the project's ``ObjectDetector``, then).
 """
 
 from interpret.api import compare_methods, explain_prediction, visualize_batch
 from interpret.attention import AttentionFlow, AttentionRollout, attention_flow, attention_rollout
 from interpret.base import Explainer, InvalidImageError, frozen_eval, normalize_maps, preserve_model_state
+from interpret.detection import DetectionExplanation, DetectionScore, explain_detection
 from interpret.features import FeatureVisualizer
 from interpret.gradcam import GradCAM, GradCAMPlusPlus
 from interpret.hooks import HookManager
@@ -30,6 +32,8 @@ __all__ = [
     "IMAGENET_STD",
     "AttentionFlow",
     "AttentionRollout",
+    "DetectionExplanation",
+    "DetectionScore",
     "Explainer",
     "FeatureVisualizer",
     "GradCAM",
@@ -48,6 +52,7 @@ __all__ = [
     "check_colormap",
     "compare_methods",
     "default_target_layer",
+    "explain_detection",
     "explain_prediction",
     "explain_segmentation",
     "frozen_eval",

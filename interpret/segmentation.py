@@ -10,16 +10,9 @@ the sum of class ``j``'s logits over the region), so every classification explai
 :func:`explain_segmentation` does this and adds the per-pixel entropy of the predicted class
 distribution, a map of where the model is unsure (object boundaries, ambiguous regions).
 
-Detection (not implemented): a detector returns a variable set of boxes per image, so the scalar
-to explain must be *one detection*: its class score (or objectness x class probability) for a
-reference box. That needs (1) a differentiable path from the feature map to that score, i.e.
-reading the score before non-maximum suppression or re-selecting by index after it; (2) matching
-the reference box in every perturbed input (the boxes reorder, move and vanish under the
-perturbations of IG, SmoothGrad or the deletion metric), by IoU above a threshold with a
-score of 0 when nothing matches, as D-RISE (Petsiuk et al. 2021) does; (3) box-aware metrics
-(energy inside the box, pointing game against the box) in :mod:`interpret.metrics`. With those,
-a ``DetectionScore`` wrapper like :class:`SegmentationScore` would give the same explainers to
-detectors.
+Detections: :mod:`interpret.detection` (:func:`~interpret.detection.explain_detection`) explains
+one detection at a time, the same way: the scalar is that box's class logit at the proposal or
+anchor it came from, held fixed for every input the explainer feeds in.
 """
 
 from __future__ import annotations
