@@ -8,12 +8,14 @@ important), ``targets`` the ``(B,)`` classes explained (None: the predicted ones
 - :func:`deletion_insertion`, :func:`deletion`, :func:`insertion`: RISE curves and AUCs.
 - :func:`max_sensitivity`: the explanation's change under uniform pixel noise (Yeh et al.).
 - :func:`pointing_game`, :func:`energy_in_mask`, :func:`mask_iou`, :func:`localisation`: against object masks.
+- :func:`box_pointing_game`, :func:`random_box_pointing_game`: a detection's map against its box, and chance.
 - :func:`model_randomisation`: Adebayo et al.'s cascading randomisation sanity check.
 - :class:`RandomMap`, :class:`CentreGaussianMap`: baselines scored beside the methods.
 - :func:`evaluate_methods`: all of it for several methods, as a table with 95% intervals.
 """
 
 from interpret.metrics.baselines import CentreGaussianMap, RandomMap, centre_gaussian_map, random_map
+from interpret.metrics.boxes import box_masks, box_pointing_game, random_box_pointing_game
 from interpret.metrics.deletion_insertion import (
     CurveResult,
     blurred,
@@ -39,6 +41,8 @@ __all__ = [
     "RandomisationResult",
     "blurred",
     "bootstrap_interval",
+    "box_masks",
+    "box_pointing_game",
     "centre_gaussian_map",
     "default_randomisation_layers",
     "deletion",
@@ -52,6 +56,7 @@ __all__ = [
     "model_randomisation",
     "pixel_counts",
     "pointing_game",
+    "random_box_pointing_game",
     "random_map",
     "spearman",
     "trapezoid_auc",
