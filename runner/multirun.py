@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MultirunSummary", "write_job_result", "read_job_results", "RESULT_FILE"]
+__all__ = ["MultirunSummary", "write_job_result", "read_job_result", "read_job_results", "RESULT_FILE"]
 
 RESULT_FILE = "job_result.json"
 
@@ -31,6 +32,14 @@ def write_job_result(output_dir: str | Path, result: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2, default=str))
     tmp.replace(path)
+
+
+def read_job_result(output_dir: str | Path) -> dict[str, Any] | None:
+    """One job's ``job_result.json``, or None when it has none (yet) or it cannot be read."""
+    try:
+        return json.loads((Path(output_dir) / RESULT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def read_job_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -51,7 +60,13 @@ def _fmt(value: Any) -> str:
 
 
 class MultirunSummary(Callback):
-    """Hydra callback: after a multirun, a table of every job's overrides, status and ``optimized_metric``."""
+    """Hydra callback: after a multirun, a table of every job's overrides, status and ``optimized_metric``.
+
+    Jobs run through SLURM (:mod:`runner.slurm_launcher`) also show their SLURM job id and state, and
+    every job that did not end ``ok`` is listed below the table with its error and log. The multirun
+    exits with status 1 when every job failed (or was cancelled); with at least one ``ok`` job it
+    exits 0, whatever happened to the others.
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -60,6 +75,7 @@ class MultirunSummary(Callback):
             log.warning(f"No job results found under {sweep_dir}")
             return
         metric = config.get("optimized_metric", "optimized_metric")
+        slurm = any(r.get("slurm_job_id") for r in results)
         rows = [
             {
                 "job": _fmt(r.get("job_num")),
@@ -67,6 +83,8 @@ class MultirunSummary(Callback):
                 "status": r.get("status", ""),
                 str(metric): _fmt(r.get("optimized_metric")),
                 "output_dir": r.get("output_dir", ""),
+                **({"slurm_job_id": r.get("slurm_job_id", ""), "slurm_state": r.get("slurm_state", ""),
+                    "log": r.get("log", "")} if slurm else {}),
             }
             for r in results
         ]
@@ -79,13 +97,23 @@ class MultirunSummary(Callback):
         from rich.table import Table
 
         table = Table(title=f"Multirun summary ({len(rows)} jobs): {sweep_dir}")
-        for col in ("job", "overrides", "status", str(metric)):
+        columns = ["job", "overrides", *(("slurm_job_id", "slurm_state") if slurm else ()), "status", str(metric)]
+        for col in columns:
             table.add_column(col, justify="right" if col in ("job", str(metric)) else "left")
         for row in rows:
-            table.add_row(row["job"], row["overrides"], row["status"], row[str(metric)])
-        Console(width=160).print(table)
+            table.add_row(*(row[col] for col in columns))
+        console = Console(width=160)
+        console.print(table)
+        for r in results:  # what went wrong, and where to read more
+            if r.get("status") != "ok":
+                where = r.get("log") or r.get("output_dir", "")
+                console.print(f"job {_fmt(r.get('job_num'))} {r.get('status')}: {r.get('error', '')} (log: {where})",
+                              soft_wrap=True)
         log.info(f"Multirun summary written to {sweep_dir / 'summary.csv'}")
         if config.get("report", True):  # one report of the whole sweep; a failure only warns
             from runner.report import write_report_safely
 
             write_report_safely(sweep_dir)
+        if all(r.get("status") != "ok" for r in results):
+            log.error(f"Every job of the multirun failed ({len(results)} jobs): exiting with status 1")
+            sys.exit(1)

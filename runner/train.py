@@ -32,6 +32,7 @@ from runner.errors import full_error_requested, short_message
 from runner.hparams import log_hyperparameters
 from runner.instantiate import instantiate_callbacks, instantiate_loggers
 from runner.multirun import write_job_result
+from runner.requeue import requeued_resume_path, slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def train(cfg: DictConfig, output_dir: Path, progress: TrainResult | None = None
         log_hyperparameters(cfg, model, trainer)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    ckpt_path = ckpt_path or requeued_resume_path(ckpt_path, output_dir)  # a requeued SLURM job continues
     if cfg.get("train", True):
         log.info("Starting training" + (f" from {ckpt_path}" if ckpt_path else ""))
         result.fit_started = True
@@ -218,6 +220,7 @@ def run(cfg: DictConfig) -> float | None:
         "overrides": list(hc.overrides.task),
         "output_dir": str(output_dir),
         "started_at": start,
+        **({"slurm_job_id": slurm_job_id()} if slurm_job_id() else {}),
     }
     progress = TrainResult()
     try:
