@@ -65,6 +65,9 @@ def extra_overrides(group: str, option: str, tmp_path: Path) -> list[str]:
     """What an option needs besides itself to be complete."""
     if (group, option) == ("data", "imagefolder"):
         return [f"data.train_dir={tmp_path / 'train'}", f"data.val_dir={tmp_path / 'val'}"]
+    if (group, option) == ("data", "coco_folder"):
+        return [f"data.{split}_{kind}={tmp_path / split}{'.json' if kind == 'annotations' else ''}"
+                for split in ("train", "val") for kind in ("annotations", "images")]
     return []
 
 
