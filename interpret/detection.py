@@ -22,7 +22,7 @@ Methods:
 
 - ``gradcam`` and ``gradcam++`` at a backbone layer (automatic: the backbone's last stage before
   the FPN, ``backbone.body.layer4`` for ResNet FPN backbones, the last stage of ``backbone.body``
-  in general, the last MobileNet stage of SSDlite). One forward pass serves detection and every
+  in general, the first map SSD's head reads). One forward pass serves detection and every
   map; the gradients of the N detections' scores come from one vectorised backward
   (``torch.autograd.grad(..., is_grads_batched=True)``) when the detector's operations allow it,
   else from N backward passes through the retained graph, which stop at the layer. The maths is
@@ -155,8 +155,9 @@ def default_detection_layer(detector: nn.Module) -> str:
 
     - a backbone with a ``body`` (torchvision's ``BackboneWithFPN``: ResNet, MobileNet, ...):
       the last child of the body, i.e. the last stage before the FPN (``backbone.body.layer4``);
-    - SSDlite's MobileNet extractor: the last of its ``features`` (before the extra layers);
-    - SSD300's VGG extractor: ``backbone.features`` (conv4_3);
+    - SSD: the first feature map its head reads, the only one every detection depends on:
+      ``backbone.features.0`` of SSDlite's MobileNet extractor (the C4 stage), ``backbone.features``
+      (conv4_3) of SSD300's VGG;
     - otherwise the backbone's last ``nn.Conv2d`` outside an ``fpn``/``extra`` module.
 
     Raises:
@@ -172,8 +173,11 @@ def default_detection_layer(detector: nn.Module) -> str:
             return f"backbone.body.{children[-1]}"
     features = getattr(backbone, "features", None)
     if isinstance(features, nn.Sequential) and len(features) > 0:
-        if type(backbone).__name__.startswith("SSDLite"):  # iterates its features: hook the last one
-            return f"backbone.features.{len(features) - 1}"
+        # SSD's head reads the output of its first feature block and of every block after it:
+        # only that first map is upstream of every detection (a later one misses the boxes of
+        # the finer levels: their gradient there is exactly zero)
+        if type(backbone).__name__.startswith("SSDLite"):  # iterates its features: hook the first
+            return "backbone.features.0"
         return "backbone.features"
     last = None
     for name, module in backbone.named_modules():
