@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench install chromium clean
+.PHONY: run test bench install chromium slurm slurm-up slurm-down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,26 @@ chromium:
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
 	  fi; }
 
+## Debian's slurm-wlm and munge for the SLURM tests (tests/test_slurm/, a one-node cluster on this machine), when missing
+slurm:
+	@{ command -v slurmctld || [ -x /usr/sbin/slurmctld ]; } >/dev/null 2>&1 && { command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "warning: no slurm-wlm/munge and no way to install them here (apt-get as root or with sudo): tests/test_slurm/ will fail"; \
+	  else \
+	    echo "Installing slurm-wlm and munge (apt-get) for tests/test_slurm/"; \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q slurm-wlm munge; \
+	  fi; }
+
+## a one-node SLURM cluster on this machine (root): then `export SLURM_CONF=...` as it prints; stop it with make slurm-down
+slurm-up: slurm
+	$(PYTHON) scripts/slurm_local.py start
+
+slurm-down:
+	$(PYTHON) scripts/slurm_local.py stop
+
 ## the whole test suite (slow tests included); narrow it with ARGS="-k gradcam"
-test: install chromium
+test: install chromium slurm
 	$(PY) -m pytest $(ARGS)
 
 ## the benchmarks (ratios against baselines measured in the same run); REPEATS runs of each side, medians

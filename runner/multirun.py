@@ -107,8 +107,8 @@ class MultirunSummary(Callback):
         for r in results:  # what went wrong, and where to read more
             if r.get("status") != "ok":
                 where = r.get("log") or r.get("output_dir", "")
-                console.print(f"job {_fmt(r.get('job_num'))} {r.get('status')}: {r.get('error', '')} (log: {where})",
-                              soft_wrap=True)
+                console.print(f"job {_fmt(r.get('job_num'))} {r.get('status')} (log: {where}): {r.get('error', '')}",
+                              soft_wrap=True, markup=False, highlight=False)
         log.info(f"Multirun summary written to {sweep_dir / 'summary.csv'}")
         if config.get("report", True):  # one report of the whole sweep; a failure only warns
             from runner.report import write_report_safely

@@ -178,7 +178,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             for job_id in waiting:
                 state = states.get(job_id)
                 if state is None:
-                    self._unlisted(job_id, unseen, ended)
+                    self._unlisted(job_id, last.get(job_id), unseen, ended)
                     continue
                 if state.never_starts:
                     cancel(job_id)
@@ -187,7 +187,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                 elif not state.active:
                     ended[job_id] = (state.state, state.reason)
                     log.info(f"SLURM job {job_id} ended {state.state} after {time.monotonic() - start:.0f} s")
-                elif last.get(job_id) == "RUNNING" and state.state != "RUNNING":
+                elif last.get(job_id) in ("RUNNING", "COMPLETING") and state.state in ("PENDING", "REQUEUED"):
                     log.info(f"SLURM job {job_id} is {state.state} again ({state.reason}): requeued")
                 last[job_id] = state.state
             line = _progress_line([states[i] for i in waiting if i in states and i not in ended])
@@ -198,13 +198,17 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             if len(ended) < len(ids):
                 time.sleep(self.poll_s)
 
-    def _unlisted(self, job_id: str, unseen: Counter[str], ended: dict[str, tuple[str, str]]) -> None:
-        """A job squeue does not list: just submitted (not there yet), or ended and purged (MinJobAge)."""
+    def _unlisted(self, job_id: str, last: str | None, unseen: Counter[str], ended: dict[str, tuple[str, str]]) -> None:
+        """A job squeue does not list: just submitted (not there yet), ended and purged (MinJobAge), or a
+        pending array element that was cancelled (SLURM drops those at once, without a record)."""
         if self._paths(job_id).result_pickle.exists():
             ended[job_id] = ("COMPLETED", "")
             return
         unseen[job_id] += 1
-        if unseen[job_id] * self.poll_s >= 60:  # not listed for a minute and no result: it is gone
+        if last == "PENDING" and unseen[job_id] >= 2:
+            ended[job_id] = ("CANCELLED", "while pending")
+            log.info(f"SLURM job {job_id} was cancelled while pending")
+        elif unseen[job_id] * self.poll_s >= 60:  # not listed for a minute and no result: it is gone
             ended[job_id] = ("UNKNOWN", "SLURM no longer lists the job")
 
     # -- results ----------------------------------------------------------------------------------
@@ -229,10 +233,11 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             "job_num": num, "overrides": filter_overrides(overrides), "output_dir": str(job_dir),
             "optimized_metric": math.nan, "started_at": None,
         }
-        log_file = job_dir / ("slurm.out" if self.params.get("stderr_to_stdout") else "slurm.err")
+        log_file = self._log_file(job_dir)
         status = result.get("status") if state == "COMPLETED" and not error else None
         if state == "CANCELLED":
-            status, error = "cancelled", f"SLURM job {job_id} was cancelled"
+            started = (job_dir / "slurm.out").exists() or (job_dir / "slurm.err").exists()
+            status, error = "cancelled", f"SLURM job {job_id} was cancelled" + ("" if started else " before it started")
         elif state == "PENDING":
             status, error = "failed", (f"SLURM cannot start job {job_id} as asked: {reason} "
                                        f"(see `scontrol show partition`; the request: {self._request()})")
@@ -255,6 +260,14 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             ret.return_value = math.nan
             ret.status = JobStatus.COMPLETED
         return ret
+
+    def _log_file(self, job_dir: Path) -> Path:
+        """The job's log to read first: its stderr when anything is in it (a crash), else its stdout (which
+        has the console log, errors included)."""
+        err = job_dir / "slurm.err"
+        if not self.params.get("stderr_to_stdout") and err.exists() and err.stat().st_size > 0:
+            return err
+        return job_dir / "slurm.out"
 
     def _request(self) -> str:
         keys = ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")

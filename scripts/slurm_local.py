@@ -194,6 +194,7 @@ def start(base: Path, timeout: float = 60) -> Path:
     started_file = base / "started.json"
     if started_file.exists() and all(_alive(p) for p in _daemon_pids(base).values()):
         print(f"SLURM already running from {base}")
+        print(f"export SLURM_CONF={conf}")
         return conf
     for sub in ("state", "spool"):
         shutil.rmtree(base / sub, ignore_errors=True)

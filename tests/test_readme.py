@@ -16,6 +16,9 @@ written in the README's "Tests and benchmarks" section):
   ``cat.png`` and ``dog.jpg``, the user's pictures they name;
 - a command marked ``# [cluster]`` needs hardware CI does not have: it is only composed,
   ``python run.py <overrides without -m> --cfg all``;
+- a command marked ``# [slurm]`` submits real jobs to the one-node SLURM cluster the tests start on
+  this machine: ``tests/test_slurm/test_readme_slurm.py`` runs it, by the same rules as here (its
+  session fixture starts the cluster), and checks its jobs; this module checks that such lines exist;
 - each command has a hard timeout: a hang fails in minutes, and its whole process group is killed.
 """
 
@@ -40,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 TIMEOUT_S = 420  # per command; DDP jobs start two processes on a busy 2-core machine
 CLUSTER_MARK = "[cluster]"
+SLURM_MARK = "[slurm]"
 LIMITS = ("++trainer.limit_train_batches=5", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2")
 NO_TRAINING = ("--help", "-h", "--cfg", "--info")
 
@@ -49,6 +53,7 @@ class Command:
     text: str  # as written in the README (continuation lines joined, comment dropped)
     line: int
     cluster: bool
+    slurm: bool = False  # run against the local SLURM cluster, by tests/test_slurm/test_readme_slurm.py
 
     @property
     def script(self) -> str:
@@ -91,7 +96,7 @@ def readme_commands(text: str) -> list[Command]:
         code = code.strip()
         if not code or code.startswith("make "):
             continue
-        commands.append(Command(code, start, CLUSTER_MARK in comment))
+        commands.append(Command(code, start, CLUSTER_MARK in comment, SLURM_MARK in comment))
     return commands
 
 
@@ -99,6 +104,8 @@ _UNIQUE: dict[str, Command] = {}
 for _cmd in readme_commands(README.read_text()):
     _UNIQUE.setdefault(_cmd.text, _cmd)  # a command shown twice runs once
 COMMANDS = list(_UNIQUE.values())
+# the [slurm] lines run in tests/test_slurm/test_readme_slurm.py, against the local SLURM cluster
+LOCAL_COMMANDS = [c for c in COMMANDS if not c.slurm]
 
 
 def test_the_readme_has_the_commands_this_test_expects() -> None:
@@ -107,6 +114,9 @@ def test_the_readme_has_the_commands_this_test_expects() -> None:
     assert "python run.py" in texts and "python run.py --help" in texts
     assert any("ckpt_path=last" in t for t in texts)
     assert any(c.cluster and "hydra/launcher=slurm" in c.text for c in COMMANDS)
+    # the CPU twins of the cluster line, run for real by tests/test_slurm/test_readme_slurm.py
+    assert any(c.slurm and "hydra/launcher=submitit_slurm" in c.text for c in COMMANDS)
+    assert any(c.slurm and "hydra/launcher=slurm_cpu" in c.text for c in COMMANDS)
     assert not any(t.startswith("make") for t in texts)
     assert len(COMMANDS) >= 15, texts
 
@@ -122,7 +132,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Image.new("RGB", (96, 64), (220, 120, 40)).save(root / "cat.png")
     Image.new("L", (50, 70), 128).save(root / "dog.jpg")
-    for name in ("conf", "runner", "callbacks", "interpret"):
+    for name in ("conf", "runner", "callbacks", "interpret", "hydra_plugins"):
         (root / name).symlink_to(REPO / name, target_is_directory=True)
     return root
 
@@ -166,8 +176,12 @@ def _prerequisite(cmd: Command, cwd: Path) -> None:
         assert code == 0, f"README line {maker.line} (needed by line {cmd.line}) failed:\n{out[-3000:]}"
 
 
-@pytest.mark.parametrize("cmd", COMMANDS, ids=[(c.text[len("python run.py "):] if c.script == "run.py" else c.text[len("python "):])[:60] or "default"
-                                            for c in COMMANDS])
+def command_id(c: Command) -> str:
+    """A test id: the command's overrides (or what follows ``python``), at most 60 characters."""
+    return (c.text[len("python run.py "):] if c.script == "run.py" else c.text[len("python "):])[:60] or "default"
+
+
+@pytest.mark.parametrize("cmd", LOCAL_COMMANDS, ids=[command_id(c) for c in LOCAL_COMMANDS])
 def test_readme_command(cmd: Command, workspace: Path) -> None:
     _prerequisite(cmd, workspace)
     argv = _argv(cmd)
