@@ -153,8 +153,10 @@ def _load_checkpoint(path: Any) -> nn.Module:
 def default_detection_layer(detector: nn.Module) -> str:
     """The ``named_modules()`` name (inside ``detector``) of the layer detection CAMs explain.
 
-    - a backbone with a ``body`` (torchvision's ``BackboneWithFPN``: ResNet, MobileNet, ...):
-      the last child of the body, i.e. the last stage before the FPN (``backbone.body.layer4``);
+    - a backbone with a ``body`` (torchvision's ``BackboneWithFPN``: ResNet, MobileNet, ...; the
+      project's ``TimmFPNBackbone``): the last stage before the FPN, i.e. the last of a timm
+      ``features_only`` body's ``feature_info`` stages, else the body's last child
+      (``backbone.body.layer4``);
     - SSD: the first feature map its head reads, the only one every detection depends on:
       ``backbone.features.0`` of SSDlite's MobileNet extractor (the C4 stage), ``backbone.features``
       (conv4_3) of SSD300's VGG;
@@ -168,6 +170,13 @@ def default_detection_layer(detector: nn.Module) -> str:
         raise ValueError(f"{type(detector).__name__} has no backbone module; pass target_layer")
     body = getattr(backbone, "body", None)
     if isinstance(body, nn.Module):
+        modules = dict(body.named_modules())
+        info = getattr(body, "feature_info", None)  # a timm features_only model
+        if info is not None and hasattr(info, "module_name"):
+            last = str(info.module_name()[-1])
+            for name in (last, last.replace(".", "_")):  # FeatureListNet flattens "stages.3" to "stages_3"
+                if name in modules:
+                    return f"backbone.body.{name}"
         children = [name for name, _ in body.named_children()]
         if children:
             return f"backbone.body.{children[-1]}"

@@ -402,3 +402,34 @@ def test_box_pointing_game_of_an_explanation() -> None:
     boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 2)  # random-init boxes can be flat
     scores = box_pointing_game(result.maps, boxes).scores
     assert scores.shape == (4,) and set(scores.tolist()) <= {0.0, 1.0}
+
+
+# ------------------------------------------------------------------- the project's detector
+def test_the_projects_object_detector_and_its_checkpoint(tmp_path) -> None:
+    """runner.models.ObjectDetector (timm body + FPN + FCOS at .detector), as a module and as a .ckpt path."""
+    import lightning.pytorch as pl
+
+    from runner.models.detector import ObjectDetector
+
+    torch.manual_seed(0)
+    module = ObjectDetector(backbone="resnet18", num_classes=3, image_size=64, score_thresh=0.0).eval()
+    path = tmp_path / "detector.ckpt"
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": pl.__version__},
+        path,
+    )
+    x = _image(64, 64)
+    with torch.no_grad():
+        own = module([x])[0]
+    direct = explain_detection(module, x, detection_threshold=0.0, max_detections=3)
+    assert direct.target_layer == "detector.backbone.body.layer3"  # the last stage of out_indices (1, 2, 3)
+    assert torch.equal(direct.boxes, own["boxes"][:3]) and torch.equal(direct.scores, own["scores"][:3])
+    assert float(direct.maps.amax(dim=(1, 2)).max()) == pytest.approx(1.0)
+    for given in (path, str(path)):
+        loaded = explain_detection(given, x, detection_threshold=0.0, max_detections=3)
+        assert torch.equal(loaded.boxes, direct.boxes)
+        torch.testing.assert_close(loaded.maps, direct.maps)
+    other = tmp_path / "detector.pth"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"model: a path must be a \.ckpt checkpoint"):
+        explain_detection(other, x)
