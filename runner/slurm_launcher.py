@@ -163,6 +163,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         """Poll squeue until every job ended; ``{job_id: (final SLURM state, reason)}``."""
         ended: dict[str, tuple[str, str]] = {}
         last: dict[str, str] = {}
+        started: dict[str, str] = {}
         unseen: Counter[str] = Counter()
         start = time.monotonic()
         last_line, last_print = "", 0.0
@@ -188,8 +189,13 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                     ended[job_id] = (state.state, state.reason)
                     log.info(f"SLURM job {job_id} ended {state.state} after {time.monotonic() - start:.0f} s")
                 elif last.get(job_id) in ("RUNNING", "COMPLETING") and state.state in ("PENDING", "REQUEUED"):
-                    log.info(f"SLURM job {job_id} is {state.state} again ({state.reason}): requeued")
+                    log.info(f"SLURM job {job_id} was requeued: {state.state} again ({state.reason})")
+                elif (last.get(job_id) in ("RUNNING", "COMPLETING") and state.state == "RUNNING"
+                      and started.get(job_id) not in (None, state.start)):
+                    log.info(f"SLURM job {job_id} was requeued: RUNNING again since {state.start}")
                 last[job_id] = state.state
+                if state.state == "RUNNING":
+                    started[job_id] = state.start
             line = _progress_line([states[i] for i in waiting if i in states and i not in ended])
             now = time.monotonic()
             if line and (line != last_line or now - last_print >= self.progress_every_s):

@@ -32,6 +32,8 @@ class JobState:
     job_id: str
     state: str
     reason: str
+    # when the job (last) started; a requeued job that runs again has a new one
+    start: str = ""
 
     @property
     def active(self) -> bool:
@@ -49,7 +51,7 @@ def query_states(job_ids: list[str], timeout: float = 30) -> dict[str, JobState]
         RuntimeError: squeue is missing or fails (its message included).
     """
     masters = sorted({job_id.split("_")[0] for job_id in job_ids})
-    cmd = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r", "--jobs", ",".join(masters)]
+    cmd = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%S", "--jobs", ",".join(masters)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -62,8 +64,8 @@ def query_states(job_ids: list[str], timeout: float = 30) -> dict[str, JobState]
     found: dict[str, JobState] = {}
     for line in proc.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            found[parts[0]] = JobState(parts[0], parts[1].split()[0], parts[2])
+        if len(parts) == 4:
+            found[parts[0]] = JobState(parts[0], parts[1].split()[0], parts[2], parts[3])
     return {job_id: found[job_id] for job_id in job_ids if job_id in found}
 
 
