@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from callbacks.image_logging import log_image
 from interpret.base import frozen_eval
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD, is_pathlike, load_images, pils_to_batch
 from interpret.layers import input_size_of, model_dtype, resolve_normalization
+from interpret.visualize import draw_boxes, upscale
 
-__all__ = ["InterpretationCallback", "preserve_rng_and_modes"]
+__all__ = ["DETECTION_METHODS", "InterpretationCallback", "is_detection_model", "preserve_rng_and_modes"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,8 @@ class InterpretationCallback(Callback):
         alpha: float = 0.4,
         prefix: str = "interpretation",
         log_at_end: bool = True,
+        detection_threshold: float = 0.5,
+        max_detections: int = 3,
     ) -> None:
         super().__init__()
         if not isinstance(method, str) or not method:
@@ -177,6 +181,10 @@ class InterpretationCallback(Callback):
         if not isinstance(prefix, str) or not prefix.strip("/"):
             raise ValueError(f"`prefix` must be a non-empty string, got {prefix!r}")
         interpret.check_colormap(colormap, what="`colormap`")
+        if isinstance(detection_threshold, bool) or not isinstance(detection_threshold, (int, float)) or not 0.0 <= detection_threshold <= 1.0:
+            raise ValueError(f"`detection_threshold` must be a number in [0, 1], got {detection_threshold!r}")
+        if not isinstance(max_detections, int) or isinstance(max_detections, bool) or max_detections < 1:
+            raise ValueError(f"`max_detections` must be an int >= 1, got {max_detections!r}")
         if target_layer is not None and not isinstance(target_layer, str):
             raise ValueError(f"`target_layer` must be None or a named_modules() name, got {target_layer!r}")
         self.method_kwargs = _check_method_kwargs(method, _plain(method_kwargs))
@@ -191,8 +199,14 @@ class InterpretationCallback(Callback):
         self.alpha = float(alpha)
         self.prefix = prefix.strip("/")
         self.log_at_end = bool(log_at_end)
+        self.detection_threshold = float(detection_threshold)
+        self.max_detections = max_detections
 
         self.explainer: Any = None
+        #: whether the model is a detector (``pl_module.detector``, a torchvision detector), set at ``setup``
+        self.detection = False
+        #: the ``explain_detection`` results of the last call on a detector, one per sample image
+        self.last_detections: list[Any] | None = None
         self.images: Tensor | None = None
         self.labels: Tensor | None = None
         self.class_names: list[str] | None = None
@@ -271,6 +285,20 @@ class InterpretationCallback(Callback):
         self.image_size = _image_size(datamodule, pl_module)
         names = getattr(datamodule, "class_names", None)
         self.class_names = [str(n) for n in names] if names else None
+        self.detection = is_detection_model(pl_module)
+        if self.detection and interpret.canonical_method(self.method) not in DETECTION_METHODS:
+            raise ValueError(
+                f"InterpretationCallback(method={self.method!r}) on a detector: detections are explained with "
+                f"{', '.join(DETECTION_METHODS)} (callbacks.interpretation.method)"
+            )
+        if self.images is None and self.detection and self.sample_images is None:
+            if datamodule is None or not hasattr(datamodule, "sample_images"):
+                raise ValueError(
+                    "InterpretationCallback.sample_images=None takes images from the datamodule's "
+                    "sample_images(n), but the trainer has no such datamodule; pass sample_images"
+                )
+            images, _targets = datamodule.sample_images(self.num_samples)  # (images in [0, 1], target dicts)
+            self.images, self.labels = self._coerce(images, None)
         if self.images is None:
             if self.sample_images is None:
                 if datamodule is None or not hasattr(datamodule, "sample_images"):
@@ -283,7 +311,7 @@ class InterpretationCallback(Callback):
                 self.images, self.labels = self._coerce(images, given)
             else:
                 self.images, self.labels = self._coerce(self.sample_images, self.sample_labels)
-        if self.explainer is None:
+        if self.explainer is None and not self.detection:
             self.explainer = self.create_explainer(pl_module)
 
     @override
@@ -345,6 +373,8 @@ class InterpretationCallback(Callback):
         """
         if not trainer.is_global_zero:
             return None
+        if self.detection:
+            return self._log_detections(trainer, pl_module)
         if self.explainer is None:
             self.explainer = self.create_explainer(pl_module)
         with preserve_rng_and_modes(pl_module), torch.inference_mode(False), torch.enable_grad():
@@ -406,6 +436,62 @@ class InterpretationCallback(Callback):
         title = f"{self.method} | epoch {epoch} | step {trainer.global_step}"
         grid = interpret.make_grid(
             tiles, captions, ncols=4, padding=6, font_size=11, title=title, colors=colors, min_tile=_TILE_MIN
+        )
+        return grid, "; ".join(summary)
+
+    def _log_detections(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path | None:
+        """A detector: explain each sample image's top detections (``interpret.explain_detection``), log one grid.
+
+        A row per image: the image with every detection's box, then each of its top
+        ``max_detections`` detections (score >= ``detection_threshold``) with its heatmap and box.
+        """
+        from interpret import explain_detection
+
+        results = []
+        with preserve_rng_and_modes(pl_module), torch.inference_mode(False), torch.enable_grad():
+            images, _ = self.select_samples(trainer, pl_module)
+            images = images[: self.num_samples]
+            for image in images:
+                x = image.detach().to(device=pl_module.device, dtype=model_dtype(pl_module), copy=True)
+                with warnings.catch_warnings():  # "no detection above the threshold": shown in the grid instead
+                    warnings.simplefilter("ignore", UserWarning)
+                    results.append(
+                        explain_detection(
+                            pl_module, x, method=self.method, detection_threshold=self.detection_threshold,
+                            max_detections=self.max_detections, target_layer=self.target_layer,
+                            mean=self.mean, std=self.std, **self.method_kwargs,
+                        )
+                    )
+        self.last_detections = results
+        grid, caption = self._render_detections(images.cpu(), results, trainer)
+        path = log_image(trainer, self.key, grid, step=trainer.global_step, caption=caption)
+        self.num_logged += 1
+        return path
+
+    def _render_detections(self, images: Tensor, results: list[Any], trainer: pl.Trainer) -> tuple[np.ndarray, str]:
+        tiles, captions, summary = [], [], []
+        for i, (image, result) in enumerate(zip(images, results, strict=True)):
+            photo = upscale(interpret.image_to_uint8(image, self.mean, self.std), _TILE_MIN)
+            scale = photo.shape[0] / image.shape[-2]
+            boxes = [tuple(float(v) * scale for v in box) for box in result.boxes]
+            names = [self._name(int(label)) for label in result.labels]
+            scores = [float(s) for s in result.scores]
+            tiles.append(draw_boxes(photo, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores)]))
+            captions.append([f"image {i}", f"{len(boxes)} detection(s) >= {self.detection_threshold:g}"])
+            summary.append(f"{i}: " + (", ".join(f"{n} {s:.2f}" for n, s in zip(names, scores)) or "no detection"))
+            for k in range(self.max_detections):
+                if k < len(boxes):
+                    heat = torch.as_tensor(np.asarray(result.maps[k]), dtype=torch.float32)
+                    overlay = interpret.overlay_heatmap(photo, heat, alpha=self.alpha, colormap=self.colormap)
+                    tiles.append(draw_boxes(overlay, [boxes[k]], [f"{names[k]} {scores[k]:.2f}"]))
+                    captions.append([f"{names[k]} {scores[k]:.2f}", f"{self.method}"])
+                else:
+                    tiles.append(np.full_like(photo, 255))
+                    captions.append(["", ""])
+        epoch = self._epoch_shown if self._epoch_shown is not None else trainer.current_epoch
+        title = f"{self.method} | detections | epoch {epoch} | step {trainer.global_step}"
+        grid = interpret.make_grid(
+            tiles, captions, ncols=1 + self.max_detections, padding=6, font_size=11, title=title, min_tile=_TILE_MIN
         )
         return grid, "; ".join(summary)
 
@@ -480,6 +566,16 @@ class InterpretationCallback(Callback):
     def _std(self) -> tuple[float, ...]:
         return self.std if self.std is not None else IMAGENET_STD
 
+
+
+#: the methods ``interpret.explain_detection`` takes
+DETECTION_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "smoothgrad")
+
+
+def is_detection_model(module: nn.Module) -> bool:
+    """Whether ``module`` holds a torchvision detector at ``.detector`` (this project's ``ObjectDetector``)."""
+    detector = getattr(module, "detector", None)
+    return isinstance(detector, nn.Module) and hasattr(detector, "transform") and hasattr(detector, "backbone")
 
 
 def _normalization(datamodule: Any, pl_module: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from interpret.layers import resolve_normalization
 
-__all__ = ["apply_colormap", "check_colormap", "image_to_uint8", "load_font", "make_grid", "overlay_heatmap"]
+__all__ = ["apply_colormap", "check_colormap", "draw_boxes", "image_to_uint8", "load_font", "make_grid", "overlay_heatmap", "upscale"]
 
 
 def _heatmap_array(heatmap: Any) -> np.ndarray:
@@ -260,4 +260,29 @@ def make_grid(
             colour = tuple(colors[i]) if colors is not None else (0, 0, 0)
             for j, line in enumerate(lines[i]):
                 draw.text((x, y + tile_h + 2 + j * line_h), _fit(draw, line, font, tile_w), fill=colour, font=font)
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def upscale(photo: np.ndarray, min_size: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of an ``(H, W, 3)`` image by a whole factor to at least ``min_size`` pixels."""
+    factor = max(1, -(-min_size // max(1, min(photo.shape[:2]))))
+    return photo.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else photo
+
+
+_BOX_COLOURS = ((255, 64, 64), (64, 200, 255), (255, 200, 0), (160, 255, 64), (255, 64, 255), (255, 255, 255))
+
+
+def draw_boxes(photo: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequence[str] = ()) -> np.ndarray:
+    """Draw ``xyxy`` boxes (pixels of ``photo``) with their labels on a copy of an ``(H, W, 3)`` uint8 image."""
+    from PIL import ImageDraw
+
+    canvas = Image.fromarray(np.ascontiguousarray(photo))
+    draw = ImageDraw.Draw(canvas)
+    font = load_font(10)
+    for k, box in enumerate(boxes):
+        colour = _BOX_COLOURS[k % len(_BOX_COLOURS)]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=2)
+        if k < len(labels) and labels[k]:
+            draw.text((x0 + 2, max(0.0, y0 - 11)), labels[k], fill=colour, font=font)
     return np.asarray(canvas, dtype=np.uint8).copy()
