@@ -137,11 +137,19 @@ def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torc
     if train_cfg is not None:
         node = OmegaConf.to_container(train_cfg.model, resolve=True)
         assert isinstance(node, dict)
-        node.update({"pretrained": False, "weights_path": None, "compile": False})
+        node.update({"pretrained": False, "weights_path": None})
+        if "compile" in node:
+            node["compile"] = False
         if num_classes is not None:
             node["num_classes"] = num_classes
         log.info(f"Instantiating model <{node.get('_target_')}> with backbone <{node.get('backbone')}>")
         model = hydra.utils.instantiate(node)
+    elif "head" in hparams and "out_indices" in hparams:  # a detector of this project (runner.models.ObjectDetector)
+        from runner.models import ObjectDetector
+
+        hparams.update({"pretrained": False, "weights_path": None})
+        log.info(f"Instantiating model <runner.models.ObjectDetector> with backbone <{hparams.get('backbone')}> (from the checkpoint)")
+        model = ObjectDetector(**hparams)
     else:
         from runner.models import ImageClassifier
 
@@ -363,6 +371,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     mean, std = _normalization(datamodule, checkpoint, model)
     size = _input_size(model, checkpoint)
     class_names = list(getattr(datamodule, "class_names", []) or [])
+    if hasattr(model, "detector"):  # an object detector: per image, per detection maps
+        return _explain_detector(cfg, inputs, ckpt, run_dir, model, datamodule, pictures, output_dir, mean, std, size)
 
     masks = None
     labels: list[int | None]
@@ -505,6 +515,32 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     from runner.report import REPORT_FILE, write_report_safely
 
     if write_report_safely(output_dir) is not None:  # reads manifest.json; a failure only warns
+        manifest["files"] = sorted([*manifest["files"], REPORT_FILE])
+        (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _explain_detector(cfg: DictConfig, inputs: ExplainInputs, ckpt: Path, run_dir: Path, model: torch.nn.Module,
+                      datamodule: Any, pictures: list[Image.Image], output_dir: Path, mean: Any, std: Any,
+                      size: tuple[int, int]) -> dict[str, Any]:
+    """The detection branch (:mod:`runner.explain_detection`), with the same provenance and report."""
+    from runner.explain_detection import explain_detections
+    from runner.report import REPORT_FILE, write_report_safely
+
+    if inputs.features:
+        raise ValueError("features: feature maps are drawn for classification checkpoints only; leave features empty")
+    base = {
+        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt), "run_dir": str(run_dir),
+                       "config": str(next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None) or "") or None},
+        "git_commit": git_commit(),
+        "versions": library_versions(PACKAGES),
+        "seed": cfg.get("seed"),
+        "device": str(inputs.device),
+        "input_size": list(size),
+        "normalization": {"mean": list(mean), "std": list(std)},
+    }
+    manifest = explain_detections(cfg, inputs, ckpt, run_dir, model, datamodule, pictures, output_dir, base)
+    if write_report_safely(output_dir) is not None:
         manifest["files"] = sorted([*manifest["files"], REPORT_FILE])
         (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -582,6 +582,7 @@ def _charts(items: list[str]) -> str:
 # ============================================================================ run report
 _LOSS = ("train/loss_step", "train/loss_epoch", "train/loss", "val/loss")
 _ACC = ("train/acc", "val/acc", "val/acc_best")
+_MAP = ("val/map", "val/map_50", "val/map_50_best")  # detection (model=detector)
 
 
 def _section_config(run_dir: Path, result: dict[str, Any] | None, prov: dict[str, Any]) -> tuple[str, Any]:
@@ -628,8 +629,9 @@ def _section_curves(series: dict[str, list[tuple[float, float]]], source: str) -
     if "train/loss_step" in loss and "train/loss_epoch" in loss:
         loss.pop("train/loss", None)
     acc = {k: series[k] for k in _ACC if k in series}
+    detection = {k: series[k] for k in _MAP if k in series}
     lr = {k: v for k, v in series.items() if k.startswith("lr-") or k in ("lr", "learning_rate")}
-    charts = [svg_chart(loss, "loss"), svg_chart(acc, "accuracy")]
+    charts = [svg_chart(loss, "loss"), svg_chart(acc, "accuracy"), svg_chart(detection, "detection mAP")]
     if lr:
         positive = all(y > 0 for v in lr.values() for _, y in v)
         spread = [y for v in lr.values() for _, y in v]
@@ -699,7 +701,7 @@ def _section_gram(series: dict[str, list[tuple[float, float]]], images: dict[str
 
 
 def _section_other(series: dict[str, list[tuple[float, float]]]) -> str:
-    covered = set(_LOSS) | set(_ACC) | {"epoch"}
+    covered = set(_LOSS) | set(_ACC) | set(_MAP) | {"epoch"}
     groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for key, pts in series.items():
         if key in covered or key.startswith(("lr-", "features/", GRAM_KEY + "/", "test/")) or len(pts) < 2:
@@ -833,7 +835,7 @@ def build_sweep_report(sweep_dir: Path) -> str:
     best = (min if direction == "minimize" else max)(ok, key=lambda j: j["value"]) if ok else None
 
     rows, classes = [], []
-    shown_metrics = sorted({k for j in jobs for k in j["metrics"] if k.startswith(("test/", "val/acc", "val/loss"))}
+    shown_metrics = sorted({k for j in jobs for k in j["metrics"] if k.startswith(("test/", "val/acc", "val/loss", "val/map"))}
                            - {metric_name})
     common = [o for o in jobs[0]["overrides"] if all(o in j["overrides"] for j in jobs)]
     for job in jobs:
@@ -945,6 +947,19 @@ def build_explain_report(output_dir: Path) -> str:
                              float(image.get("probability", math.nan)), _Html(f'<div class="imgs">{pics}</div>')])
     overlay_html = (_table(("image", "true", "predicted", "p", "overlays (" + ", ".join(manifest.get("methods") or []) + ")"),
                            overlay_rows) if overlay_rows else _empty("no overlays"))
+    if manifest.get("task") == "detection":  # explain.py on a detector: boxes, then one map per detection
+        rows = []
+        for index, image in enumerate(images):
+            boxed = sorted((output_dir / "detections").glob(f"{index:02d}_*.png")) if (output_dir / "detections").is_dir() else []
+            pics = "".join(_img(p, p.stem, ' width="160"') for p in boxed)
+            pics += "".join(_img(output_dir / p, Path(p).stem, ' width="160"') for p in image.get("overlays") or []
+                            if (output_dir / p).is_file())
+            found = ", ".join(f"{d.get('class')} {float(d.get('score', math.nan)):.2f}" for d in image.get("detections") or [])
+            rows.append([image.get("name", ""), _fmt(image.get("true_objects")), found or "no detection above the threshold",
+                         _Html(f'<div class="imgs">{pics}</div>')])
+        overlay_html = (_table(("image", "true objects", f"detections (score >= {_fmt(manifest.get('detection_threshold'))})",
+                                "boxes, then each detection's map (" + ", ".join(manifest.get("methods") or []) + ")"), rows)
+                        if rows else _empty("no images"))
 
     metrics_path = output_dir / "metrics.csv"
     if metrics_path.is_file():
