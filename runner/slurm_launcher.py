@@ -240,7 +240,8 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             "optimized_metric": math.nan, "started_at": None,
         }
         log_file = self._log_file(job_dir)
-        status = result.get("status") if state == "COMPLETED" and not error else None
+        # the job's own verdict when it returned (SLURM may still say FAILED for a non-zero exit after that)
+        status = result.get("status") if (state == "COMPLETED" or ret is not None) and not error else None
         if state == "CANCELLED":
             started = (job_dir / "slurm.out").exists() or (job_dir / "slurm.err").exists()
             status, error = "cancelled", f"SLURM job {job_id} was cancelled" + ("" if started else " before it started")
