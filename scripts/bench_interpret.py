@@ -17,12 +17,21 @@ contenders of a section run in alternating rounds) and as ratios. The floors are
   comes from freezing.
 - SmoothGrad floor: the same noisy copies (noise drawn per chunk, as ours), forward + gradient
   to the input per chunk, parameters frozen.
+- Detection (``interpret.explain_detection`` on torchvision detectors, random weights): the floor
+  of explaining one detection is one forward of the detector + one backward of that detection's
+  score (to the CAM layer for GradCAM/GradCAM++, to the input for IG/SmoothGrad, parameters
+  frozen), written with ``model([x])`` and ``torch.autograd.grad``. explain_detection's time for N
+  detections is divided by N and compared with it: the CAMs share one forward for all N (one
+  backward each, vectorised), so they can go below the one-detection floor; IG and SmoothGrad need
+  ``steps``/``num_samples`` passes per detection and are compared with as many floor passes, in
+  chunks of the same ``internal_batch_size``.
 
 Usage::
 
     python scripts/bench_interpret.py                 # CPU (and GPU if present: --device auto)
     python scripts/bench_interpret.py --quick         # small and fast: 112 px, batch 4, 16 steps
     python scripts/bench_interpret.py --device cuda --repeats 9
+    python scripts/bench_interpret.py --only detection --threads 1   # the detection section alone
 """
 
 from __future__ import annotations
@@ -324,6 +333,119 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     return figures
 
 
+DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
+
+
+def _detector(name: str, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    from torchvision.models import detection as tv
+
+    torch.manual_seed(0)
+    keywords: dict[str, object] = {"box_score_thresh": 0.0} if "rcnn" in name else {"score_thresh": 0.0}
+    if not name.startswith("ssd"):  # SSD keeps its fixed size
+        keywords.update(min_size=args.det_min_size, max_size=int(args.det_min_size * 5 / 3))
+    model = getattr(tv, name)(weights=None, weights_backbone=None, num_classes=args.det_classes, **keywords)
+    return model.to(device).eval()
+
+
+def bench_detection(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """explain_detection per detection against one forward + backward of the same detector."""
+    from interpret import explain_detection
+    from interpret.detection import default_detection_layer
+
+    n, steps, samples, chunk = args.detections, args.det_steps, args.det_samples, args.det_internal_batch_size
+    r = args.det_repeats
+    x = torch.rand(3, args.det_height, args.det_width, generator=torch.Generator().manual_seed(0)).to(device)
+    figures: dict[str, float] = {}
+    print(f"\nDetection: explain_detection on {n} detections of one {args.det_height}x{args.det_width} image"
+          f" (random weights, {args.det_classes} classes), repeats={r} (median)")
+    for name in args.detectors:
+        model = _detector(name, args, device)
+        layer_name = default_detection_layer(model)
+        layer = dict(model.named_modules())[layer_name]
+        with torch.no_grad():
+            found = len(model([x])[0]["scores"])
+        if found < n:
+            print(f"  {name}: only {found} detections, skipped")
+            continue
+
+        def forward() -> None:
+            with torch.no_grad():
+                model([x])
+
+        def floor_cam(model: torch.nn.Module = model, layer: torch.nn.Module = layer) -> None:
+            """one forward + grad of one detection's score w.r.t. the layer output, parameters frozen"""
+            captured: list[torch.Tensor] = []
+
+            def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+                leaf = output.detach().requires_grad_(True)
+                captured.append(leaf)
+                return leaf.clone()
+
+            with _Frozen(model):
+                handle = layer.register_forward_hook(hook)
+                try:
+                    score = model([x])[0]["scores"][0]
+                finally:
+                    handle.remove()
+                torch.autograd.grad(score, captured[0])
+
+        def floor_input(passes: int, model: torch.nn.Module = model) -> None:
+            """``passes`` images in chunks of ``chunk``: forward + grad of one score per image w.r.t. the input"""
+            with _Frozen(model):
+                for start in range(0, passes, chunk):
+                    size = min(chunk, passes - start)
+                    alphas = torch.linspace(0.1, 1.0, size, device=device).view(-1, 1, 1, 1)
+                    batch = (alphas * x).requires_grad_(True)
+                    score = sum(out["scores"][0] for out in model(list(batch)))
+                    torch.autograd.grad(score, batch)
+
+        def ours(method: str, **kwargs: object) -> Callable[[], object]:
+            return lambda: explain_detection(model, x, method=method, detection_threshold=0.0, max_detections=n, **kwargs)
+
+        times = _rounds(
+            {
+                "forward": forward,
+                "floor_cam": floor_cam,
+                "gradcam": ours("gradcam"),
+                "gradcam++": ours("gradcam++"),
+                "floor_one_input": lambda: floor_input(1),
+            },
+            r,
+            device,
+        )
+        t_floor = times["floor_cam"]
+        print(f"\n  {name} (CAM layer {layer_name}):")
+        print(f"    one forward, no grad                                      {times['forward']:8.3f}s")
+        print(f"    floor: one forward + backward to the layer (1 detection)  {t_floor:8.3f}s")
+        print(f"    floor: one forward + backward to the input (1 detection)  {times['floor_one_input']:8.3f}s")
+        for method in ("gradcam", "gradcam++"):
+            per = times[method] / n
+            figures[f"det_{name}_{method}_per_detection"] = per
+            print(f"    {method:10s} {times[method]:7.3f}s for {n} = {per:7.3f}s per detection = {per / t_floor:5.2f}x the"
+                  f" one-detection floor ({n} x the floor would be {n * t_floor:7.3f}s: {n * t_floor / times[method]:4.1f}x slower)")
+        figures.update({f"det_{name}_forward": times["forward"], f"det_{name}_floor_cam": t_floor,
+                        f"det_{name}_floor_input": times["floor_one_input"]})
+        if args.det_skip_input:
+            continue
+        input_times = _rounds(
+            {
+                "floor_ig": lambda: floor_input(n * steps),
+                "integrated_gradients": ours("integrated_gradients", steps=steps, internal_batch_size=chunk),
+                "floor_sg": lambda: floor_input(n * samples),
+                "smoothgrad": ours("smoothgrad", num_samples=samples, internal_batch_size=chunk),
+            },
+            r,
+            device,
+        )
+        for method, floor, count in (("integrated_gradients", "floor_ig", steps), ("smoothgrad", "floor_sg", samples)):
+            per, per_floor = input_times[method] / n, input_times[floor] / n
+            figures[f"det_{name}_{method}_per_detection"] = per
+            figures[f"det_{name}_{floor}_per_detection"] = per_floor
+            print(f"    {method:20s} ({count:3d} passes/detection) {per:7.3f}s per detection = {per / per_floor:5.2f}x the"
+                  f" floor of {count} forward+backward passes to the input ({per_floor:7.3f}s)")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cpu, then cuda when present)")
@@ -339,11 +461,27 @@ def main() -> None:
     parser.add_argument("--memory-chunks", type=int, nargs=2, default=[16, 128])
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=("all", "classification", "detection"), default="all",
+                        help="which sections to run (default all)")
+    parser.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS[:2]),
+                        help="torchvision detectors of the detection section")
+    parser.add_argument("--detections", type=int, default=10, help="detections explained per image")
+    parser.add_argument("--det-height", type=int, default=240)
+    parser.add_argument("--det-width", type=int, default=320)
+    parser.add_argument("--det-min-size", type=int, default=320, help="the detector's min_size (max_size 5/3 of it)")
+    parser.add_argument("--det-classes", type=int, default=21)
+    parser.add_argument("--det-steps", type=int, default=8, help="IG steps in the detection section")
+    parser.add_argument("--det-samples", type=int, default=8, help="SmoothGrad samples in the detection section")
+    parser.add_argument("--det-internal-batch-size", type=int, default=8)
+    parser.add_argument("--det-repeats", type=int, default=3)
+    parser.add_argument("--det-skip-input", action="store_true", help="CAMs only (IG/SmoothGrad are the slow part)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.quick:
         args.size, args.batch, args.steps, args.samples = 112, 4, 16, 16
+        args.det_height, args.det_width, args.det_min_size, args.detections = 120, 160, 160, 5
+        args.det_steps, args.det_samples = 4, 4
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.memory_child is not None:
@@ -355,7 +493,12 @@ def main() -> None:
         devices = [torch.device(args.device)]
     results = {}
     for device in devices:
-        results[device.type] = bench(args, device)
+        figures: dict[str, float] = {}
+        if args.only in ("all", "classification"):
+            figures.update(bench(args, device))
+        if args.only in ("all", "detection"):
+            figures.update(bench_detection(args, device))
+        results[device.type] = figures
         print()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
