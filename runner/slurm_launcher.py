@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -89,6 +90,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         from submitit.core.job_environment import JobEnvironment
 
         JobEnvironment.USR_SIG = self.preempt_signal  # read by sbatch's --signal=<sig>@<signal_delay_s>
+        _export_import_path(type(self))
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +281,20 @@ class SlurmLauncher(_SubmititSlurmLauncher):
     def _request(self) -> str:
         keys = ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
         return ", ".join(f"hydra.launcher.{k}={self.params[k]}" for k in keys if self.params.get(k) is not None)
+
+
+def _export_import_path(cls: type) -> None:
+    """Put the folder ``cls``'s package is imported from on ``PYTHONPATH`` (sbatch exports it to the job).
+
+    The job unpickles the launcher by its module name (``hydra_plugins.vision_runner_slurm...``), which
+    Python finds next to ``run.py``; a job started from another directory would not find it.
+    """
+    module = sys.modules[cls.__module__]
+    depth = cls.__module__.count(".")
+    root = str(Path(module.__file__ or ".").resolve().parents[depth])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 def _progress_line(states: list[JobState]) -> str:
