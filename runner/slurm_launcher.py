@@ -43,6 +43,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
+from runner.errors import full_error_requested
 from runner.multirun import read_job_result, write_job_result
 from runner.slurm_queue import JobState, cancel, query_states
 
@@ -115,7 +116,8 @@ class SlurmLauncher(_SubmititSlurmLauncher):
     # -- submission -------------------------------------------------------------------------------
 
     def _submit(self, job_params: list[Any]) -> list[Any]:
-        """Submit one job array, the way hydra-submitit-launcher does; sbatch's refusal in one message."""
+        """Submit one job array, the way hydra-submitit-launcher does; when sbatch refuses, exit 1 with one
+        line saying why (``HYDRA_FULL_ERROR=1``: raise :class:`SlurmSubmitError`)."""
         import submitit
 
         params = dict(self.params)
@@ -131,8 +133,12 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             asked = ", ".join(f"hydra.launcher.{k}={params[k]}" for k in
                               ("partition", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node", "mem_gb",
                                "timeout_min") if params.get(k) is not None)
-            raise SlurmSubmitError(f"SLURM refused the jobs: {lines[0] if lines else type(err).__name__} "
-                                   f"(asked for {asked})") from None
+            error = SlurmSubmitError(f"SLURM refused the jobs: {lines[0] if lines else type(err).__name__} "
+                                     f"(asked for {asked})")
+            if full_error_requested():
+                raise error from err
+            print(f"Error: {error}\nSet HYDRA_FULL_ERROR=1 for the full traceback.", file=sys.stderr)
+            sys.exit(1)
 
     def _job_dir(self, overrides: Sequence[str], num: int) -> Path:
         """The directory Hydra will give job ``num`` (``hydra.sweep.dir``/``hydra.sweep.subdir``)."""

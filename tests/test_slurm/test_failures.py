@@ -79,4 +79,16 @@ def test_a_job_that_can_never_start_fails_fast_with_slurms_reason(slurm_cluster,
     assert "can never start as asked (PartitionConfig)" in proc.stdout
     assert "Every job of the multirun failed" in proc.stdout
     assert elapsed < 60, elapsed  # fails fast: no training, no waiting for a node
-    assert not squeue_ids(slurm_cluster)  # and it is not left in the queue
+    assert job["slurm_job_id"] not in squeue_ids(slurm_cluster)  # and it is not left in the queue
+
+
+def test_jobs_sbatch_refuses_fail_the_sweep_at_once_with_sbatchs_message(slurm_cluster, tmp_path: Path) -> None:
+    """An unknown partition: sbatch refuses at submission; one line says why, status 1, no traceback."""
+    from slurm_helpers import run_py
+
+    proc = run_py("-m", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=no_such_partition", "seed=1",
+                  *TINY, out_dir=tmp_path / "outputs", timeout=120)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "Error: SLURM refused the jobs: sbatch: error: invalid partition specified: no_such_partition" in proc.stdout
+    assert "hydra.launcher.partition=no_such_partition" in proc.stdout and "Traceback" not in proc.stdout
+    assert not results(tmp_path / "outputs")  # nothing ran
