@@ -474,7 +474,7 @@ class DetectionScore(nn.Module):
 
 
 # ------------------------------------------------------------------------------- result
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors inside: compare fields, not results
 class DetectionExplanation:
     """What :func:`explain_detection` returns.
 
