@@ -803,8 +803,9 @@ def explain_detection(
         FileNotFoundError: a path (model or image) to no file.
     """
     threshold = _check_threshold(detection_threshold)
-    if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
+    if isinstance(max_detections, bool) or not isinstance(max_detections, numbers.Integral) or max_detections < 1:
         raise ValueError(f"max_detections must be an int >= 1, got {max_detections!r}")
+    max_detections = int(max_detections)
     name = _check_method(method)
     if is_pathlike(model):
         model = _load_checkpoint(model)
