@@ -48,3 +48,36 @@ def test_bad_arguments_name_the_field() -> None:
         ObjectDetector(backbone="resnet181", num_classes=4)
     with pytest.raises(ValueError, match="model.pretrained"):
         ObjectDetector(num_classes=4, pretrained=True)
+
+
+def test_fine_tune_the_backbone_from_a_classifier_checkpoint(tmp_path) -> None:
+    """A classifier checkpoint of this project fills the detector's timm stages (its head has no place there)."""
+    from runner.models import ImageClassifier
+
+    torch.manual_seed(1)
+    classifier = ImageClassifier(backbone="resnet18", num_classes=3, image_size=64)
+    path = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    detector = ObjectDetector(backbone="resnet18", num_classes=4, image_size=64, out_indices=(1, 2),
+                              pretrained=True, weights_path=str(path))
+    body = detector.detector.backbone.body.state_dict()
+    source = classifier.backbone.state_dict()
+    assert torch.equal(body["layer2.1.conv2.weight"], source["layer2.1.conv2.weight"])
+    assert torch.equal(body["conv1.weight"], source["conv1.weight"])
+    fresh = ObjectDetector(backbone="resnet18", num_classes=4, image_size=64, out_indices=(1, 2))
+    assert not torch.equal(fresh.detector.backbone.body.state_dict()["conv1.weight"], source["conv1.weight"])
+
+
+def test_interpretation_callback_refuses_a_classification_method_on_a_detector() -> None:
+    import lightning.pytorch as pl
+
+    from callbacks import InterpretationCallback
+
+    dm = ShapesDetectionDataModule(num_train=4, num_val=2, num_test=2, batch_size=2, image_size=64, seed=0)
+    model = ObjectDetector(num_classes=4, image_size=64, out_indices=(1, 2))
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[InterpretationCallback(method="saliency", num_samples=2)])
+    with pytest.raises(ValueError, match="on a detector.*gradcam"):
+        trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 0  # refused at setup, before training
