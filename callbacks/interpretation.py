@@ -458,7 +458,7 @@ class InterpretationCallback(Callback):
                     results.append(
                         explain_detection(
                             pl_module, x, method=self.method, detection_threshold=self.detection_threshold,
-                            max_detections=self.max_detections, target_layer=self.target_layer,
+                            max_detections=self.max_detections, target_layer=self._detection_layer(pl_module),
                             mean=self.mean, std=self.std, **self.method_kwargs,
                         )
                     )
@@ -467,6 +467,12 @@ class InterpretationCallback(Callback):
         path = log_image(trainer, self.key, grid, step=trainer.global_step, caption=caption)
         self.num_logged += 1
         return path
+
+    def _detection_layer(self, pl_module: nn.Module) -> str | None:
+        """``target_layer``, else the detector's own ``cam_layer`` for the CAMs (None: interpret's automatic layer)."""
+        if self.target_layer is not None or interpret.canonical_method(self.method) not in ("gradcam", "gradcam++"):
+            return self.target_layer
+        return getattr(pl_module, "cam_layer", None)
 
     def _render_detections(self, images: Tensor, results: list[Any], trainer: pl.Trainer) -> tuple[np.ndarray, str]:
         tiles, captions, summary = [], [], []

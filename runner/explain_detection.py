@@ -45,6 +45,11 @@ def _explain(model: torch.nn.Module, image: Any, method: str, threshold: float, 
              kwargs: dict[str, Any]) -> Any:
     from interpret import explain_detection
 
+    kwargs = dict(kwargs)
+    if method in ("gradcam", "gradcam++") and kwargs.get("target_layer") is None:
+        # the model's own CAM layer (ObjectDetector.cam_layer: the head's classification tower), else interpret's
+        kwargs["target_layer"] = getattr(model, "cam_layer", None)
+
     with warnings.catch_warnings():  # "no detection above the threshold": the image just has none
         warnings.simplefilter("ignore", UserWarning)
         return explain_detection(model, image, method=method, detection_threshold=threshold,

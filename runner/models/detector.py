@@ -167,6 +167,18 @@ class ObjectDetector(pl.LightningModule):
 
     # ----------------------------------------------------------------- model
     @property
+    def cam_layer(self) -> str:
+        """The layer CAMs of this detector explain by default (the callback and ``explain.py`` pass it to
+        ``interpret.explain_detection`` unless given another): the head's classification tower,
+        ``detector.head.classification_head.conv``, right before the class logits. The head runs once
+        per FPN level and the first call, the finest level, is explained: there every object smaller
+        than 8x that level's stride is detected (all of data=shapes_detection's). The backbone's last
+        stage (``interpret``'s own choice, ``detector.backbone.body.<last>``) gives maps whose channel
+        weights are shared by every object of the image (measured: pointing game 0.35 against 0.89).
+        """
+        return "detector.head.classification_head.conv"
+
+    @property
     def data_config(self) -> dict[str, Any]:
         """The backbone's timm data config; the detector's transform normalises with its mean/std."""
         return dict(self._data_config)
