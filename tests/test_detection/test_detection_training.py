@@ -98,8 +98,7 @@ def test_explain_py_on_the_detection_run(detection_run: DetectionRun, tmp_path: 
     every = {m: table[(m, "box_pointing_game")] for m in ("gradcam", "gradcam++", "random")}
     assert int(every["gradcam"]["n"]) >= 200  # every detection over shapes' 200 validation images
     assert int(table[("gradcam", "box_pointing_game_tp")]["n"]) <= int(every["gradcam"]["n"])
-    # GradCAM points at its box far more often than a random map (the 95% intervals do not overlap).
-    # NOT the issue's bar of 0.8: measured 0.4-0.5 on this experiment (see README, Object detection)
+    assert float(every["gradcam"]["mean"]) >= 0.8  # the issue's bar (measured 0.89; the random map 0.19)
     assert float(every["gradcam"]["ci_low"]) > float(every["random"]["ci_high"])
     assert float(every["gradcam++"]["ci_low"]) > float(every["random"]["ci_high"])
     report = (out / "report.html").read_text()
