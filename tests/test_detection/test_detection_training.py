@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DetectionRun, run_script
+from detection_helpers import DetectionRun, run_script
 from PIL import Image
 
 pytestmark = pytest.mark.slow
