@@ -32,7 +32,10 @@ from omegaconf import DictConfig, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_ddp_subprocess_launch", "global_rank", "isolated_distributed_state", "end_child_ranks"]
+__all__ = [
+    "prepare_ddp_subprocess_launch", "global_rank", "isolated_distributed_state", "end_child_ranks",
+    "without_distributed_env",
+]
 
 # Variables Lightning and torch.distributed set in the launching process; a later job of the
 # same multirun must not see them (LOCAL_RANK makes Lightning think the ranks already exist).
@@ -95,6 +98,22 @@ def _release_earlier_job() -> None:
     if _left_behind:
         _left_behind = False
         gc.collect()
+
+
+@contextlib.contextmanager
+def without_distributed_env() -> Iterator[None]:
+    """Hide this process's rendezvous variables (``MASTER_PORT``, ``RANK``, ...) for the block, then restore them.
+
+    For submitting cluster jobs: sbatch exports the submitter's environment to every job, so a
+    ``MASTER_PORT`` left in it (a user's shell, a process that ran ``ddp_spawn``) would put every DDP job of a
+    sweep on one port; without it each job's ranks agree on a port of their own (Lightning's
+    ``SLURMEnvironment`` derives it from the job id).
+    """
+    before = {k: os.environ.pop(k) for k in _DISTRIBUTED_ENV if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(before)
 
 
 @contextlib.contextmanager

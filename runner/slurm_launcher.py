@@ -43,6 +43,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
+from runner.ddp import without_distributed_env
 from runner.errors import full_error_requested
 from runner.multirun import read_job_result, write_job_result
 from runner.slurm_queue import JobState, cancel, query_states
@@ -126,7 +127,8 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         try:
             executor = submitit.AutoExecutor(cluster="slurm", **init_params)
             executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
-            return list(executor.map_array(self, *zip(*job_params)))
+            with without_distributed_env():  # each DDP job's ranks pick a port of their own (from the job id)
+                return list(executor.map_array(self, *zip(*job_params)))
         except Exception as err:  # noqa: BLE001 - sbatch's (or submitit's) reason, in one message
             text = str(err).strip()
             lines = [line for line in text.splitlines() if "error" in line.lower()] or text.splitlines()[-1:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -91,9 +92,16 @@ def _val_rows(run_dir: Path) -> list[dict]:
         return [r for r in csv.DictReader(fh) if r.get("val/acc")]
 
 
-def test_ddp_across_two_slurm_tasks_equals_ddp_cpu(slurm_cluster, workspace: Path, tmp_path: Path) -> None:
+def test_ddp_across_two_slurm_tasks_equals_ddp_cpu(slurm_cluster, workspace: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """One SLURM job, 2 tasks, Lightning's SLURMEnvironment takes the ranks; the same run under
     trainer=ddp_cpu without SLURM (Lightning starts the second process) gives the same result."""
+    # a MASTER_PORT in the submitting environment (a user's shell; this pytest process after a ddp_spawn
+    # test) must not reach the SLURM job, whose ranks take a port from their job id: the run without SLURM
+    # below listens on it at the same time
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        monkeypatch.setenv("MASTER_PORT", str(sock.getsockname()[1]))
     # the same run without SLURM, started first so that both share the machine's 2 cores
     local_dir = tmp_path / "ddp_cpu"
     argv = [a for a in _argv(SLURM_COMMANDS[DDP]) if a not in ("-m", "hydra/launcher=slurm_cpu")]
