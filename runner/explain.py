@@ -346,6 +346,19 @@ def _print_table(table: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- pipeline
+def _provenance(cfg: DictConfig, inputs: ExplainInputs, ckpt: Path, run_dir: Path) -> dict[str, Any]:
+    """The manifest's first keys, for classification and detection alike: checkpoint, code, libraries, seed, device."""
+    config = next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None)
+    return {
+        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt), "run_dir": str(run_dir),
+                       "config": str(config) if config else None},
+        "git_commit": git_commit(),
+        "versions": library_versions(PACKAGES),
+        "seed": cfg.get("seed"),
+        "device": str(inputs.device),
+    }
+
+
 def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Explain the checkpoint of ``cfg.ckpt_path`` into ``output_dir``; return the manifest."""
     from interpret.metrics import evaluate_methods
@@ -487,12 +500,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                 feature_files.append(str(path.relative_to(output_dir)))
 
     manifest = {
-        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt), "run_dir": str(run_dir),
-                       "config": str(next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None) or "") or None},
-        "git_commit": git_commit(),
-        "versions": library_versions(PACKAGES),
-        "seed": cfg.get("seed"),
-        "device": str(inputs.device),
+        **_provenance(cfg, inputs, ckpt, run_dir),
         "methods": inputs.methods,
         "method_kwargs": inputs.method_kwargs,
         "runtime_s": runtimes,
@@ -530,12 +538,7 @@ def _explain_detector(cfg: DictConfig, inputs: ExplainInputs, ckpt: Path, run_di
     if inputs.features:
         raise ValueError("features: feature maps are drawn for classification checkpoints only; leave features empty")
     base = {
-        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt), "run_dir": str(run_dir),
-                       "config": str(next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None) or "") or None},
-        "git_commit": git_commit(),
-        "versions": library_versions(PACKAGES),
-        "seed": cfg.get("seed"),
-        "device": str(inputs.device),
+        **_provenance(cfg, inputs, ckpt, run_dir),
         "input_size": list(size),
         "normalization": {"mean": list(mean), "std": list(std)},
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,6 +22,9 @@ class ImageDataModule(pl.LightningDataModule):
     :meth:`set_normalization` with the backbone's timm data config before training. Until
     then ImageNet statistics (timm's default) are used.
     """
+
+    #: how the loaders batch samples (None: torch's default stacking; detection datamodules set their own)
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def __init__(
         self,
@@ -85,6 +88,7 @@ class ImageDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             generator=generator,
+            collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

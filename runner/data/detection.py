@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from runner.data.base import ImageDataModule
 
@@ -60,6 +60,8 @@ class DetectionDataModule(ImageDataModule):
     dicts; :meth:`sample_targets` the targets alone.
     """
 
+    collate_fn = staticmethod(detection_collate)  # lists of images and target dicts (a box count per image)
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.pop("mean", None)
         kwargs.pop("std", None)
@@ -67,21 +69,6 @@ class DetectionDataModule(ImageDataModule):
 
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """No-op: the detector normalises inside; the data stays in [0, 1]."""
-
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            generator=generator,
-            collate_fn=detection_collate,
-        )
 
     def sample_images(self, n: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:  # type: ignore[override]
         """The first ``n`` validation images (in [0, 1], ``(n, C, H, W)``) with their target dicts."""
