@@ -666,7 +666,7 @@ def _explain_cam(
         cams = GradCAM.cam(acts, grads)
     else:
         weights = GradCAMPlusPlus.channel_weights(acts, grads, float(eps))
-        cams = F.relu(torch.einsum("bk,bkhw->bhw", weights, acts))
+        cams = GradCAMPlusPlus.weighted_maps(weights, acts)
     return output, keep, _cam_to_image(cams, output), scores.detach()
 
 

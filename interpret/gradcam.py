@@ -108,11 +108,15 @@ class GradCAM(Explainer):
         """GradCAM weights ``(B, K)``: the spatial mean of the gradients ``(B, K, h, w)``."""
         return gradients.mean(dim=(2, 3))
 
+    @staticmethod
+    def weighted_maps(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """``ReLU(sum_k w_k A_k)`` ``(B, h, w)`` from channel weights ``(B, K)`` (GradCAM's or GradCAM++'s)."""
+        return F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+
     @classmethod
     def cam(cls, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """Raw class activation maps ``(B, h, w)``: ``ReLU(sum_k w_k A_k)``."""
-        weights = cls.channel_weights(activations, gradients)
-        return F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+        return cls.weighted_maps(cls.channel_weights(activations, gradients), activations)
 
     # -------------------------------------------------------------------- internals
     def _spatial(self, tensor: torch.Tensor, image_size: tuple[int, int], nhwc: bool) -> torch.Tensor:
@@ -238,5 +242,5 @@ class GradCAMPlusPlus(GradCAM):
         activations, gradients, targets = self.activations_and_gradients(x, targets)
         activations, gradients = activations.float(), gradients.float()
         weights = self.channel_weights(activations, gradients, self.eps)
-        maps = F.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
+        maps = self.weighted_maps(weights, activations)
         return resize_maps(maps, (int(x.shape[-2]), int(x.shape[-1]))), targets

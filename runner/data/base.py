@@ -106,16 +106,19 @@ class ImageDataModule(pl.LightningDataModule):
 
         The same images every call, so explanations of them can be compared across epochs.
         """
+        items = self._first_val_items(n)
+        images = torch.stack([item[0] for item in items])
+        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+        return images, labels
+
+    def _first_val_items(self, n: int) -> list[Any]:
+        """The first ``n`` items of the validation set (all of them when it has fewer), set up on first use."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if self.val_set is None:
             self.setup("fit")
         assert self.val_set is not None
-        n = min(n, len(self.val_set))  # type: ignore[arg-type]
-        items = [self.val_set[i] for i in range(n)]
-        images = torch.stack([item[0] for item in items])
-        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
-        return images, labels
+        return [self.val_set[i] for i in range(min(n, len(self.val_set)))]  # type: ignore[arg-type]
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}

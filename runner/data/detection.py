@@ -72,13 +72,7 @@ class DetectionDataModule(ImageDataModule):
 
     def sample_images(self, n: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:  # type: ignore[override]
         """The first ``n`` validation images (in [0, 1], ``(n, C, H, W)``) with their target dicts."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if self.val_set is None:
-            self.setup("fit")
-        assert self.val_set is not None
-        n = min(n, len(self.val_set))  # type: ignore[arg-type]
-        items = [self.val_set[i] for i in range(n)]
+        items = self._first_val_items(n)
         return torch.stack([item[0] for item in items]), [item[1] for item in items]
 
     def sample_targets(self, n: int) -> list[dict[str, torch.Tensor]]:
