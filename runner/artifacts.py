@@ -1,0 +1,324 @@
+"""Every file name of a run, sweep and ``explain.py`` directory, and the records written there.
+
+This module owns the run directory's contract: writers (``runner.train``, ``runner.launch``,
+``runner.explain``) and readers (``runner.report``, ``explain.py``'s checkpoint lookup, the tests)
+import the names and records from here instead of spelling them. It imports nothing heavy (Hydra
+imports ``runner.launch.multirun`` at start-up, which reads job records through it).
+
+A run directory (``outputs/train/runs/<date>_<time>``)::
+
+    .hydra/config.yaml  config_resolved.yaml  config_tree.log  <task_name>.log
+    checkpoints/epoch_NNN.ckpt  checkpoints/last.ckpt
+    csv/metrics.csv  tensorboard/  wandb/
+    images/<key>/step_NNNNNN.png        (written by callbacks.image_logging, which owns that layout)
+    metrics.json  job_result.json  FAILED  report.html  provenance.json
+
+A sweep directory holds numbered job directories, ``multirun.yaml``, ``summary.csv``,
+``optimization_results.yaml`` and ``report.html``. An ``explain.py`` directory holds
+``manifest.json``, ``maps.npz``, ``grid.png``, ``metrics.csv``, ``overlays/``, ``detections/``,
+``features/`` and ``report.html``; the per-image file names come from :func:`image_stem`,
+:func:`method_file_name` and :func:`safe_name`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILES",
+    "CONFIG_RESOLVED_FILE",
+    "CONFIG_TREE_FILE",
+    "CSV_DIR",
+    "CSV_METRICS_FILE",
+    "DETECTIONS_DIR",
+    "EXPLAIN_METRICS_FILE",
+    "FAILED_FILE",
+    "FEATURES_DIR",
+    "GRID_FILE",
+    "HYDRA_DIR",
+    "IMAGES_DIR",
+    "JOB_RESULT_FILE",
+    "LAST_CHECKPOINT",
+    "MANIFEST_FILE",
+    "MAPS_FILE",
+    "METRICS_FILE",
+    "MULTIRUN_FILE",
+    "OPTIMIZATION_RESULTS_FILE",
+    "OVERLAYS_DIR",
+    "PROVENANCE_FILE",
+    "REPORT_FILE",
+    "SETUP_FILES",
+    "SUMMARY_FILE",
+    "TENSORBOARD_DIR",
+    "JobResult",
+    "Manifest",
+    "Provenance",
+    "Record",
+    "RunMetrics",
+    "csv_metrics_files",
+    "failure_text",
+    "image_stem",
+    "is_explain_dir",
+    "is_run_dir",
+    "is_sweep_dir",
+    "job_dirs",
+    "last_checkpoint",
+    "method_file_name",
+    "read_json",
+    "safe_name",
+    "write_failed",
+    "write_json",
+]
+
+# ------------------------------------------------------------------------------ a run directory
+HYDRA_DIR = ".hydra"
+#: the saved config, in the order a reader should try them
+CONFIG_FILES = (Path(HYDRA_DIR) / "config.yaml", Path("config_resolved.yaml"))
+CONFIG_RESOLVED_FILE = "config_resolved.yaml"
+CONFIG_TREE_FILE = "config_tree.log"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+CSV_DIR = "csv"
+CSV_METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+IMAGES_DIR = "images"
+METRICS_FILE = "metrics.json"
+JOB_RESULT_FILE = "job_result.json"
+FAILED_FILE = "FAILED"
+REPORT_FILE = "report.html"
+PROVENANCE_FILE = "provenance.json"
+#: what Hydra and the start of ``runner.train.run`` write before anything is trained
+SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE})
+
+# ---------------------------------------------------------------------------- a sweep directory
+MULTIRUN_FILE = "multirun.yaml"
+SUMMARY_FILE = "summary.csv"
+OPTIMIZATION_RESULTS_FILE = "optimization_results.yaml"
+
+# -------------------------------------------------------------------- an explain.py directory
+MANIFEST_FILE = "manifest.json"
+MAPS_FILE = "maps.npz"
+GRID_FILE = "grid.png"
+EXPLAIN_METRICS_FILE = "metrics.csv"
+OVERLAYS_DIR = "overlays"
+DETECTIONS_DIR = "detections"
+FEATURES_DIR = "features"
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """``<run_dir>/checkpoints/last.ckpt`` (it may not exist)."""
+    return Path(run_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+
+
+def csv_metrics_files(run_dir: str | Path) -> list[Path]:
+    """Every Lightning ``metrics.csv`` under the run's ``csv/`` folder (the project's logger writes one)."""
+    return sorted(Path(run_dir).glob(f"{CSV_DIR}/**/{CSV_METRICS_FILE}"))
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A training run's directory: any of what a run writes is there."""
+    path = Path(path)
+    names = (HYDRA_DIR, JOB_RESULT_FILE, METRICS_FILE, CSV_DIR, IMAGES_DIR, TENSORBOARD_DIR, CHECKPOINTS_DIR)
+    return any((path / name).exists() for name in names)
+
+
+def is_explain_dir(path: str | Path) -> bool:
+    """An ``explain.py`` output directory."""
+    return (Path(path) / MANIFEST_FILE).is_file()
+
+
+def job_dirs(sweep_dir: str | Path) -> list[Path]:
+    """The job directories of a sweep (Hydra's numbered folders, or any holding a run), by job number."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return []
+    found = [p for p in sweep_dir.iterdir() if p.is_dir() and (p.name.isdigit() or (p / HYDRA_DIR).is_dir()
+                                                              or (p / JOB_RESULT_FILE).is_file())]
+    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def is_sweep_dir(path: str | Path) -> bool:
+    """A multirun directory: Hydra's ``multirun.yaml``, or numbered job folders and no run of its own."""
+    path = Path(path)
+    if (path / MULTIRUN_FILE).is_file():
+        return True
+    if (path / HYDRA_DIR).is_dir() or (path / JOB_RESULT_FILE).is_file():
+        return False
+    return any(p.name.isdigit() for p in job_dirs(path))
+
+
+# -------------------------------------------------------------------------- explain file names
+def safe_name(text: str) -> str:
+    """``text`` as a file-name part: characters outside ``[A-Za-z0-9-_.]`` become ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)) or "image"
+
+
+def method_file_name(method: str) -> str:
+    """A method's name in file and array names: ``gradcam++`` -> ``gradcampp``."""
+    return method.replace("++", "pp").replace("+", "p")
+
+
+def image_stem(index: int, name: str | Path) -> str:
+    """``NN_<stem>``: the prefix every per-image file of an explain directory starts with."""
+    return f"{index:02d}_{safe_name(Path(str(name)).stem)}"
+
+
+# ------------------------------------------------------------------------------------ JSON I/O
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as JSON atomically (a temporary file renamed over ``path``): never half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_failed(run_dir: str | Path, text: str) -> Path:
+    """The ``FAILED`` marker of a failed run, holding why (a traceback or one line)."""
+    path = Path(run_dir) / FAILED_FILE
+    path.write_text(text)
+    return path
+
+
+def failure_text(run_dir: str | Path) -> str | None:
+    """What the ``FAILED`` marker says, or None when the run has none."""
+    try:
+        return (Path(run_dir) / FAILED_FILE).read_text(errors="replace")
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ records
+R = TypeVar("R", bound="Record")
+
+
+@dataclass
+class Record:
+    """A JSON file of a run directory as a dataclass: the known keys as fields, any others in ``extra``.
+
+    ``to_dict()`` gives the file's content exactly as it was read or built (key order: fields, then extra);
+    ``read`` returns None for a missing or unreadable file.
+    """
+
+    FILE: ClassVar[str] = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out = {k: v for k, v in out.items() if v is not None or k in self._always}
+        return {**out, **self.extra}
+
+    #: fields written even when None
+    _always: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def path(cls, directory: str | Path) -> Path:
+        return Path(directory) / cls.FILE
+
+    def write(self, directory: str | Path) -> Path:
+        return write_json(self.path(directory), self.to_dict())
+
+    @classmethod
+    def read(cls: type[R], directory: str | Path) -> R | None:
+        data = read_json(cls.path(directory))
+        return cls.from_dict(data) if isinstance(data, dict) else None
+
+
+@dataclass
+class JobResult(Record):
+    """``job_result.json``: one run's (or sweep job's) status and ``optimized_metric``; every run writes it."""
+
+    FILE: ClassVar[str] = JOB_RESULT_FILE
+    _always: ClassVar[frozenset[str]] = frozenset({"job_num", "overrides", "output_dir", "started_at",
+                                                   "status", "optimized_metric"})
+    job_num: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    output_dir: str | None = None
+    started_at: float | None = None
+    slurm_job_id: str | None = None
+    status: str | None = None
+    optimized_metric: float | None = None
+    error: str | None = None
+    metrics: dict[str, float] | None = None
+    best_model_path: str | None = None
+    seconds: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        value = out.get("optimized_metric")
+        if isinstance(value, float) and math.isnan(value):
+            out["optimized_metric"] = math.nan  # json writes NaN, as before
+        return out
+
+    @classmethod
+    def read_all(cls, sweep_dir: str | Path) -> list[JobResult]:
+        """Every ``job_result.json`` below ``sweep_dir``, by job number (unreadable ones left out)."""
+        found = [cls.read(p.parent) for p in Path(sweep_dir).rglob(JOB_RESULT_FILE)]
+        results = [r for r in found if r is not None]
+        return sorted(results, key=lambda r: (r.job_num is None, r.job_num or 0))
+
+
+@dataclass
+class RunMetrics(JobResult):
+    """``metrics.json``: written only by a finished run; the same keys as its ``job_result.json``."""
+
+    FILE: ClassVar[str] = METRICS_FILE
+
+
+@dataclass
+class Provenance(Record):
+    """``provenance.json``: git commit, library versions, host, time, and the command line when known."""
+
+    FILE: ClassVar[str] = PROVENANCE_FILE
+    _always: ClassVar[frozenset[str]] = frozenset({"git_commit", "git_dirty"})
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    platform: str | None = None
+    host: str | None = None
+    recorded_at: str | None = None
+
+
+@dataclass
+class Manifest(Record):
+    """``manifest.json`` of an ``explain.py`` directory: what was explained, with what, and the files written.
+
+    The task-specific keys (``masks``, ``metrics``, ``features``, detection settings, ...) stay in ``extra``.
+    """
+
+    FILE: ClassVar[str] = MANIFEST_FILE
+    checkpoint: dict[str, Any] | None = None
+    methods: list[str] | None = None
+    images: list[dict[str, Any]] | None = None
+    runtime_s: dict[str, float] | None = None
+    files: list[str] | None = None
+
+    def add_files(self, names: Iterable[str]) -> None:
+        self.files = sorted({*(self.files or []), *names})

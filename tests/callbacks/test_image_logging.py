@@ -1,0 +1,58 @@
+"""The one image-logging path: every logger gets the image, and a PNG is always written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.support.callback_fits import mlflow_images, read_tensorboard_images, read_tensorboard_scalars, wandb_images
+from PIL import Image
+
+from callbacks.image_logging import image_path, log_image, log_scalars
+
+
+@pytest.mark.slow
+def test_every_logger_gets_the_image_and_the_png_is_always_written(trainer_factory, tmp_path: Path) -> None:
+    trainer = trainer_factory([], logger=["csv", "tensorboard", "wandb", "mlflow"])
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, :15, 0] = 255
+    path = log_image(trainer, "interpretation/gradcam++", image, step=7, caption="a caption")
+    log_scalars(trainer, {"gram_matrix/mean_offdiag": 0.5}, step=7)
+    for logger in trainer.loggers:
+        logger.finalize("success")
+    import wandb
+
+    wandb.finish()
+
+    assert path == tmp_path / "images" / "interpretation" / "gradcam++" / "step_000007.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+
+    tb = read_tensorboard_images(tmp_path / "tb", "interpretation/gradcam++")
+    assert len(tb) == 1 and tb[0].shape[:2] == (20, 30)
+    assert read_tensorboard_scalars(tmp_path / "tb", "gram_matrix/mean_offdiag") == [(7, 0.5)]
+
+    wb = wandb_images(tmp_path, "interpretation/gradcam++")
+    assert len(wb) == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(wb[0]).convert("RGB")), image)
+
+    ml = mlflow_images(tmp_path / "mlartifacts", "interpretation/gradcam++")
+    assert [p.name for p in ml] == ["step_000007.png"]
+
+    csv = list((tmp_path / "csv").rglob("metrics.csv"))
+    assert csv and "gram_matrix/mean_offdiag" in csv[0].read_text()
+    assert float(trainer.callback_metrics["gram_matrix/mean_offdiag"]) == 0.5
+
+
+def test_without_logger_only_the_png(trainer_factory, tmp_path: Path) -> None:
+    trainer = trainer_factory([], logger="none")
+    path = log_image(trainer, "gram_matrix", np.ones((4, 4, 3), np.float32))
+    assert path == tmp_path / "images" / "gram_matrix" / "step_000000.png"
+    assert np.asarray(Image.open(path)).min() == 255
+
+
+def test_image_path_keeps_keys_inside_the_images_folder(trainer_factory, tmp_path: Path) -> None:
+    trainer = trainer_factory([], logger="none")
+    assert image_path(trainer, "../a b/c", 12) == tmp_path / "images" / "a_b" / "c" / "step_000012.png"
+    with pytest.raises(ValueError, match="key"):
+        image_path(trainer, "/", 0)
