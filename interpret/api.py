@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from interpret.base import Explainer, ImageInput, TargetClass, frozen_eval, parse_target_class
+from interpret.methods.base import Explainer, ImageInput, TargetClass, parse_target_class
+from interpret.model_state import frozen_eval
 from interpret.images import is_pathlike, load_image
 from interpret.layers import find_vision_transformer
-from interpret.registry import _lookup, get_explainer, method_keywords
-from interpret.visualize import image_to_uint8, overlay_heatmap
+from interpret.methods.registry import _lookup, get_explainer, method_keywords
+from interpret.render import image_to_uint8, overlay_heatmap
 
 __all__ = ["compare_methods", "explain_prediction", "visualize_batch"]
 

@@ -24,7 +24,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from interpret.base import InvalidImageError, frozen_eval, local_grad, normalize_maps
+from interpret.checks import positive_int
+from interpret.methods.base import InvalidImageError, normalize_maps
+from interpret.model_state import frozen_eval, local_grad
 from interpret.hooks import HookManager
 from interpret.images import is_pathlike, load_image, pil_to_tensor
 from interpret.layers import (
@@ -205,8 +207,7 @@ class FeatureVisualizer:
             mean response; ``images`` ``(k, m)`` indices into ``images`` of the images that excite
             each channel most; ``image_scores`` ``(k, m)`` those responses.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        positive_int(top_k, "top_k")
         responses = self.get_feature_maps(images, layer_name).mean(dim=(2, 3))  # (N, C)
         n, c = responses.shape
         k = min(top_k, c)
@@ -290,8 +291,7 @@ class FeatureVisualizer:
         """
         if sort_by not in SORT_BY:
             raise ValueError(f"sort_by can be {', '.join(SORT_BY)}, got {sort_by!r}")
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be an int >= 1, got {num_features!r}")
+        positive_int(num_features, "num_features")
         import matplotlib
 
         if colormap not in matplotlib.colormaps:

@@ -14,9 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from interpret.images import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
+    "data_image_size",
+    "data_normalization",
     "default_target_layer",
     "expected_in_channels",
+    "feature_stages",
     "find_timm_model",
     "find_vision_transformer",
     "input_size_of",
@@ -113,6 +118,41 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     )
 
 
+def feature_stages(module: nn.Module) -> list[dict[str, Any]]:
+    """The feature stages timm declares for ``module`` (its ``feature_info``), first to last.
+
+    Each entry is a dict with at least ``module`` (the stage's name inside ``module``) and, when
+    timm gives them, ``num_chs`` and ``reduction``. A ``features_only`` model's ``FeatureInfo``
+    gives its selected (``out_indices``) stages; a plain timm model's list gives every stage. A
+    module without ``feature_info`` gives ``[]``.
+    """
+    info = getattr(module, "feature_info", None)
+    if info is None:
+        return []
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info)
+    return [dict(e) for e in entries if isinstance(e, dict) and e.get("module")]
+
+
+def data_normalization(source: Any, model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` images are normalised with: ``source.mean``/``source.std`` (e.g. a
+    datamodule), else the model's own (:func:`resolve_normalization`), else ImageNet's."""
+    mean, std = getattr(source, "mean", None), getattr(source, "std", None)
+    if mean is None or std is None:
+        mean, std = resolve_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def data_image_size(source: Any, model: nn.Module, default: int = 224) -> tuple[int, int]:
+    """The ``(H, W)`` images are resized to: ``source.image_size`` (e.g. a datamodule), else the
+    model's own (:func:`input_size_of`), else ``default``."""
+    size = getattr(source, "image_size", None)
+    if size is None:
+        size = input_size_of(model) or default
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[-2]), int(size[-1]))
+
+
 def default_target_layer(
     model: nn.Module, input_size: tuple[int, int] | int | None = None, min_size: int = 4
 ) -> tuple[str, nn.Module]:
@@ -151,8 +191,7 @@ def default_target_layer(
     found = find_timm_model(model)
     if found is not None:
         prefix, module = found
-        info = getattr(module, "feature_info", None)
-        entries = [e for e in (list(info) if info is not None else []) if isinstance(e, dict) and e.get("module")]
+        entries = feature_stages(module)
         if entries:
             if isinstance(input_size, int):
                 input_size = (input_size, input_size)
@@ -198,8 +237,8 @@ def layer_channels(model: nn.Module, name: str, module: nn.Module) -> int | None
     found = find_timm_model(model)
     if found is not None:
         prefix, timm_model = found
-        for entry in list(getattr(timm_model, "feature_info", None) or []):
-            if isinstance(entry, dict) and entry.get("module") and _join(prefix, entry["module"]) == name:
+        for entry in feature_stages(timm_model):
+            if _join(prefix, entry["module"]) == name:
                 if entry.get("num_chs"):
                     return int(entry["num_chs"])
     last = None

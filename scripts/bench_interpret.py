@@ -358,7 +358,7 @@ def _detector(name: str, args: argparse.Namespace, device: torch.device) -> torc
 def bench_detection(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """explain_detection per detection against one forward + backward of the same detector."""
     from interpret import explain_detection
-    from interpret.detection import default_detection_layer
+    from interpret.detectors import default_detection_layer
 
     n, steps, samples, chunk = args.detections, args.det_steps, args.det_samples, args.det_internal_batch_size
     r = args.det_repeats

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from interpret.base import Explainer, check_target_range, frozen_eval
+from interpret.checks import positive_int
+from interpret.methods.base import Explainer, check_target_range
+from interpret.model_state import frozen_eval
 from interpret.layers import model_device, model_dtype, resolve_normalization
 
 __all__ = [
@@ -33,8 +35,7 @@ MapFunction = Explainer | Callable[..., torch.Tensor]
 
 def check_chunk(batch_size: int, name: str = "batch_size") -> int:
     """Check a chunk-size argument: an int >= 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {batch_size!r}")
+    positive_int(batch_size, name)
     return batch_size
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interpret.base import Explainer
+from interpret.methods.base import Explainer
 
 __all__ = ["CentreGaussianMap", "RandomMap", "centre_gaussian_map", "random_map"]
 

@@ -5,7 +5,8 @@ TorchRay's tolerance (15 px at 224 px, scaled by ``min(H, W) / 224``, as
 :func:`interpret.metrics.pointing_game`, which does the scoring: a box is turned into the mask of
 the pixels it covers). :func:`random_box_pointing_game` scores uniform random maps against the
 same boxes: the chance level a method must beat (about the share of the image within tolerance of
-the box).
+the box). :func:`pointing_game_on_boxes` scores explanation methods on a detector's own detections
+over a set of images, beside that random baseline (``explain.py metrics=true`` on a detection run).
 
 Boxes are ``xyxy`` in pixels of the maps' own size, continuous coordinates (pixel ``(y, x)``
 covers ``[x, x+1) x [y, y+1)``); a pixel belongs to a box when it overlaps it. A box with no area
@@ -14,15 +15,20 @@ or lying outside the image has no pixel: it is excluded (NaN) and counted, never
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from interpret.metrics.baselines import random_map
+from interpret.metrics.evaluate import bootstrap_interval
 from interpret.metrics.localisation import REFERENCE_SIZE, REFERENCE_TOLERANCE, LocalisationResult, pointing_game
 
-__all__ = ["box_masks", "box_pointing_game", "random_box_pointing_game"]
+__all__ = ["box_masks", "box_pointing_game", "pointing_game_on_boxes", "random_box_pointing_game", "true_positives"]
 
 
 def _boxes(boxes: Any) -> torch.Tensor:
@@ -63,7 +69,7 @@ def box_pointing_game(
 
     Args:
         maps: ``(N, H, W)`` saliency, ``maps[i]`` explaining the detection of ``boxes[i]``
-            (e.g. :attr:`interpret.detection.DetectionExplanation.maps`).
+            (e.g. :attr:`interpret.tasks.detection.DetectionExplanation.maps`).
         boxes: ``(N, 4)`` xyxy in the maps' pixels (the detection's own box, or a ground-truth box).
         tolerance: pixels at ``reference_size`` (scaled to the maps' size); 0: the maximum must be in the box.
         reference_size: the image size ``tolerance`` refers to.
@@ -103,3 +109,99 @@ def random_box_pointing_game(
     generator = torch.Generator().manual_seed(int(seed))
     maps = random_map(boxes.shape[0], (int(size[0]), int(size[1])), generator)
     return box_pointing_game(maps, boxes, tolerance=tolerance, reference_size=reference_size)
+
+
+def true_positives(result: Any, target: Mapping[str, torch.Tensor] | None, iou: float = 0.5) -> torch.Tensor:
+    """Which detections match a ground-truth box of their own class at IoU >= ``iou``.
+
+    Args:
+        result: detections with ``boxes`` ``(N, 4)`` and ``labels`` ``(N,)`` (a ``DetectionExplanation``).
+        target: the ground truth, ``{"boxes": (M, 4), "labels": (M,)}``; None: no detection matches.
+        iou: the overlap a match needs.
+
+    Returns:
+        bool ``(N,)``.
+    """
+    from torchvision.ops import box_iou
+
+    matched = torch.zeros(len(result), dtype=torch.bool)
+    if target is None or len(result) == 0 or len(target["boxes"]) == 0:
+        return matched
+    overlap = box_iou(result.boxes.float(), target["boxes"].float())
+    same = result.labels.view(-1, 1) == target["labels"].view(1, -1)
+    return ((overlap >= iou) & same).any(dim=1)
+
+
+def _explain_quietly(model: nn.Module, image: Any, method: str, threshold: float, max_detections: int,
+                     kwargs: Mapping[str, Any]) -> Any:
+    from interpret import explain_detection  # the detection task imports the metrics package
+
+    with warnings.catch_warnings():  # "no detection above the threshold": the image just has none
+        warnings.simplefilter("ignore", UserWarning)
+        return explain_detection(model, image, method=method, detection_threshold=threshold,
+                                 max_detections=max_detections, **kwargs)
+
+
+def pointing_game_on_boxes(
+    model: nn.Module,
+    images: Sequence[torch.Tensor],
+    methods: Sequence[str],
+    method_kwargs: Mapping[str, Mapping[str, Any]],
+    threshold: float,
+    max_detections: int,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    targets: Sequence[Mapping[str, torch.Tensor]] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Pointing game on boxes of each method and of a random map over ``images``.
+
+    ``box_pointing_game`` scores every detection (score >= ``threshold``); with ``targets``,
+    ``box_pointing_game_tp`` scores only the true positives (a ground-truth box of the detection's
+    class at IoU >= 0.5): a map that explains a *misclassified* box's class logit rightly points at
+    an object of that class elsewhere, which the first counts as a miss.
+
+    Args:
+        model: a detector ``interpret.explain_detection`` takes.
+        images: ``(C, H, W)`` pixel tensors in [0, 1].
+        methods: the methods to score; the random baseline uses the first one's detections.
+        method_kwargs: per method, the keywords of ``explain_detection`` (e.g. ``target_layer``).
+        threshold: the detections scored have at least this score.
+        max_detections: at most this many per image (the highest scores).
+        seed: seed of the random maps (image ``i`` uses ``seed + i``) and of the bootstrap.
+        n_bootstrap: resamples of the 95% interval.
+        targets: the ground truth of each image, for ``box_pointing_game_tp``.
+
+    Returns:
+        the metrics.csv rows (method, metric, direction, mean, ci_low, ci_high, n, excluded,
+        baseline) and the seconds each method took.
+    """
+    if not methods:
+        raise ValueError("methods is empty; give at least one method to score")
+    hits: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    positives: list[torch.Tensor] = []
+    chance: list[torch.Tensor] = []
+    seconds: dict[str, float] = {}
+    for method in methods:
+        started = time.perf_counter()
+        for index, image in enumerate(images):
+            result = _explain_quietly(model, image, method, threshold, max_detections, method_kwargs.get(method, {}))
+            if len(result) == 0:
+                continue
+            hits[method].append(box_pointing_game(result.maps, result.boxes).scores)
+            if method == methods[0]:  # the same detections for every method: one random baseline
+                positives.append(true_positives(result, targets[index] if targets is not None else None))
+                size = (int(result.maps.shape[-2]), int(result.maps.shape[-1]))
+                chance.append(random_box_pointing_game(result.boxes, size, seed=seed + index).scores)
+        seconds[method] = round(time.perf_counter() - started, 4)
+    metrics = ["box_pointing_game"] + (["box_pointing_game_tp"] if targets is not None else [])
+    tp_mask = torch.cat(positives) if positives else torch.zeros(0, dtype=torch.bool)
+    rows = []
+    for name, values, baseline in [*((m, hits[m], False) for m in methods), ("random", chance, True)]:
+        scores = torch.cat(values) if values else torch.zeros(0)
+        for metric in metrics:
+            chosen = scores if metric == "box_pointing_game" else scores[tp_mask]
+            summary = bootstrap_interval(chosen, n_bootstrap=n_bootstrap, seed=seed)
+            rows.append({"method": name, "metric": metric, "direction": "higher", "mean": summary.mean,
+                         "ci_low": summary.low, "ci_high": summary.high, "n": summary.n, "excluded": summary.excluded,
+                         "baseline": baseline})
+    return rows, seconds

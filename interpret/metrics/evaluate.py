@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from interpret.base import Explainer
+from interpret.methods.base import Explainer
 from interpret.metrics._inputs import as_batch, as_masks, as_targets, call_explainer, check_chunk, predicted_classes
 from interpret.metrics.baselines import CentreGaussianMap, RandomMap
 from interpret.metrics.deletion_insertion import deletion_insertion
@@ -252,7 +252,7 @@ def evaluate_methods(
     Returns:
         a :class:`MethodTable`; ``print(table)`` shows it with the recommendations.
     """
-    from interpret.registry import get_explainer  # the registry imports every method
+    from interpret.methods.registry import get_explainer  # the registry imports every method
 
     check_chunk(batch_size)
     x = as_batch(model, images)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from interpret.base import normalize_maps
+from interpret.methods.base import normalize_maps
 from interpret.metrics._inputs import as_maps, as_masks
 
 __all__ = ["LocalisationResult", "energy_in_mask", "localisation", "mask_iou", "pointing_game"]

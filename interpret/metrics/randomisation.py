@@ -27,7 +27,7 @@ from scipy.stats import rankdata
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from interpret.base import Explainer
+from interpret.methods.base import Explainer
 from interpret.metrics._inputs import as_batch, as_maps, as_targets, call_explainer, check_chunk, predicted_classes
 
 __all__ = ["RandomisationResult", "default_randomisation_layers", "model_randomisation", "spearman"]
@@ -110,7 +110,7 @@ def _copy_with_explainer(
         return copied.model, copied
     copied_model = copy.deepcopy(model)
     if isinstance(explainer, str):
-        from interpret.registry import get_explainer  # the registry imports every method
+        from interpret.methods.registry import get_explainer  # the registry imports every method
 
         return copied_model, get_explainer(explainer, copied_model, **explainer_kwargs)
     if callable(explainer):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from interpret.checks import positive_int
 from interpret.layers import resolve_normalization
 from interpret.metrics._inputs import (
     MapFunction,
@@ -71,8 +72,7 @@ def max_sensitivity(
         ``(B,)``; 0 where the map does not move, ``inf`` where a zero map becomes non-zero.
     """
     check_chunk(batch_size)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+    positive_int(n_samples, "n_samples")
     if isinstance(radius, bool) or not isinstance(radius, int | float) or radius < 0:
         raise ValueError(f"radius must be a number >= 0 (in [0, 1] pixel units), got {radius!r}")
     x = as_batch(model, images)

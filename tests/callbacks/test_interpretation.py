@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tests.support.callback_fits import RaiseAt, TinyData, TinyNet, count_hooks
+from tests.support.paths import REPO
 from PIL import Image
 
 from callbacks import InterpretationCallback

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from interpret import AttentionFlow, AttentionRollout, GradCAM
-from interpret.attention import attention_flow, residual_attention
+from interpret.methods.attention import attention_flow, residual_attention
 
 
 def _manual_attentions(vit, x: torch.Tensor) -> list[torch.Tensor]:

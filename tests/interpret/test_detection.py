@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from tests.support.tiny_models import tiny_cnn
 from PIL import Image
-from tests.interpret.test_model_state import _assert_same, _messy, _snapshot
+from tests.support.model_state import _assert_same, _messy, _snapshot
 from torch import nn
 from torchvision.models import detection as tv
 from torchvision.models.detection.ssd import SSD
 
 from interpret import GradCAM, GradCAMPlusPlus, explain_detection
-from interpret.detection import DetectionScore, default_detection_layer, detect_with_sources
+from interpret.tasks.detection import DetectionScore, default_detection_layer, detect_with_sources
 from interpret.metrics import box_masks, box_pointing_game, random_box_pointing_game
 
 SMALL = {"min_size": 128, "max_size": 160}

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from interpret import GradCAM, IntegratedGradients, InvalidImageError, get_explainer, register_method
-from interpret.registry import available_methods
+from interpret.methods.registry import available_methods
 
 
 def test_pil_chw_and_batch_inputs(resnet) -> None:

@@ -10,7 +10,7 @@ from captum.attr import IntegratedGradients as CaptumIG
 from tests.support.tiny_models import randomize_batchnorm
 
 from interpret import IntegratedGradients
-from interpret.integrated_gradients import gaussian_blur, quadrature
+from interpret.methods.integrated_gradients import gaussian_blur, quadrature
 
 
 MEAN, STD = (0.3, 0.5, 0.7), (0.2, 0.25, 0.3)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from interpret.metrics import bootstrap_interval, evaluate_methods
-from runner.data.shapes_datamodule import ShapesDataModule
+from runner.data import ShapesDataModule
 
 
 def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from interpret import GradCAM
-from runner.data.shapes import generate_shapes
+from runner.data import generate_shapes
 
 
 def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:

@@ -9,8 +9,8 @@ from torch import nn
 
 from interpret import IntegratedGradients
 from interpret.metrics import energy_in_mask, pointing_game
-from interpret.segmentation import SegmentationScore, explain_segmentation, pixel_entropy
-from runner.data.shapes_datamodule import ShapesDataModule
+from interpret.tasks.segmentation import SegmentationScore, explain_segmentation, pixel_entropy
+from runner.data import ShapesDataModule
 
 
 def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:

@@ -9,12 +9,12 @@ from typing import Any
 
 from torch import nn
 
-from interpret.attention import AttentionFlow, AttentionRollout
-from interpret.base import Explainer
-from interpret.gradcam import GradCAM, GradCAMPlusPlus
-from interpret.integrated_gradients import IntegratedGradients
-from interpret.saliency import Saliency
-from interpret.smoothgrad import SmoothGrad
+from interpret.methods.attention import AttentionFlow, AttentionRollout
+from interpret.methods.base import Explainer
+from interpret.methods.gradcam import GradCAM, GradCAMPlusPlus
+from interpret.methods.integrated_gradients import IntegratedGradients
+from interpret.methods.saliency import Saliency
+from interpret.methods.smoothgrad import SmoothGrad
 
 __all__ = [
     "ExplainerFactory",

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interpret.base import Explainer, resize_maps
+from interpret.checks import non_negative_number
+from interpret.methods.base import Explainer, resize_maps
 from interpret.hooks import ActivationCapture, HookManager
 from interpret.layers import (
     default_target_layer,
@@ -223,8 +224,7 @@ class GradCAMPlusPlus(GradCAM):
         input_size: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(model, target_layer, mean=mean, std=std, input_size=input_size)
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or eps < 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        non_negative_number(eps, "eps")
         self.eps = float(eps)
 
     @staticmethod

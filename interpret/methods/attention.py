@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from interpret.base import Explainer, resize_maps
+from interpret.methods.base import Explainer, resize_maps
 from interpret.hooks import HookManager
 from interpret.layers import find_vision_transformer, tokens_to_grid
 

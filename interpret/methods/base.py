@@ -1,10 +1,8 @@
-"""What every explainer shares: input coercion, target classes, model-state safety, normalisation.
+"""What every explainer shares: input coercion, target classes, normalisation of maps.
 
 An :class:`Explainer` runs in the middle of training: it must leave the model exactly as it found
-it. :func:`preserve_model_state` saves and restores every module's ``training`` flag and every
-parameter's ``requires_grad`` and ``.grad`` (the very same tensor object, or None), also when the
-explanation raises, and :func:`local_grad` turns gradients on inside ``torch.no_grad()`` or
-``torch.inference_mode()``.
+it, which it does through :mod:`interpret.model_state` (:func:`~interpret.model_state.frozen_eval`
+and :func:`~interpret.model_state.local_grad`).
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from interpret.checks import positive_int
 from interpret.images import is_pathlike, load_image, pil_to_tensor
 from interpret.layers import (
     expected_in_channels,
@@ -31,6 +30,7 @@ from interpret.layers import (
     model_dtype,
     resolve_normalization,
 )
+from interpret.model_state import frozen_eval, local_grad
 
 __all__ = [
     "Explainer",
@@ -40,12 +40,9 @@ __all__ = [
     "check_input_size",
     "check_normalization",
     "check_target_range",
-    "frozen_eval",
-    "local_grad",
     "normalize_maps",
     "parse_target_class",
     "pil_to_tensor",
-    "preserve_model_state",
     "resize_maps",
 ]
 
@@ -55,53 +52,6 @@ TargetClass = int | Sequence[int] | torch.Tensor | np.ndarray | None
 
 class InvalidImageError(TypeError, ValueError):
     """An object that is not an image was given; both a TypeError and a ValueError."""
-
-
-# --------------------------------------------------------------------------- model state
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module, eval_mode: bool = True, freeze_params: bool = True) -> Iterator[None]:
-    """Run a block with the model in eval mode and its parameters frozen, then restore it exactly.
-
-    This is what an explanation needs (no BatchNorm updates, no weight gradients). It does not
-    touch random number generators; ``callbacks.interpretation.preserve_rng_and_modes`` adds
-    those for use in the middle of training. ``preserve_model_state`` is the former name.
-
-    Saved and restored: each module's ``training`` flag, each parameter's ``requires_grad`` and
-    its ``.grad`` (the same tensor object, or None). Restoration happens on success and on
-    exception; the exception propagates.
-
-    Args:
-        model: the model to protect.
-        eval_mode: put the model in eval mode inside the block.
-        freeze_params: set ``requires_grad=False`` on every parameter inside the block, so that
-            backward passes compute no weight gradients and touch no ``.grad``.
-    """
-    training = [(module, module.training) for module in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    try:
-        if eval_mode:
-            model.eval()
-        if freeze_params:
-            for p, _, _ in params:
-                p.requires_grad_(False)
-        yield
-    finally:
-        for module, flag in training:
-            module.training = flag
-        for p, requires_grad, grad in params:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
-
-
-#: the former name of :func:`frozen_eval`
-preserve_model_state = frozen_eval
-
-
-@contextlib.contextmanager
-def local_grad() -> Iterator[None]:
-    """Enable autograd inside the block, also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -340,8 +290,7 @@ class Explainer(abc.ABC):
         Returns:
             ``(N, H, W)`` for a tensor input, a list of ``(H, W)`` heatmaps for a sequence.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         if isinstance(images, torch.Tensor):
             if images.ndim != 4:
                 raise ValueError(

@@ -1,6 +1,7 @@
 """Explanations for semantic segmentation models (logits ``(B, K, H, W)``).
 
-A segmentation model has no single class score to explain. :class:`SegmentationScore` turns it
+A segmentation model has no single class score to explain. :class:`~interpret.targets.RegionTarget`
+(formerly ``SegmentationScore``) turns it
 into one: the **sum of the class-``k`` logits over a region** of pixels, the region being a given
 mask or the pixels the model itself labels ``k`` on the clean image (computed once and then held
 fixed, so that every input an explainer feeds in, such as the scaled images of Integrated
@@ -10,7 +11,7 @@ the sum of class ``j``'s logits over the region), so every classification explai
 :func:`explain_segmentation` does this and adds the per-pixel entropy of the predicted class
 distribution, a map of where the model is unsure (object boundaries, ambiguous regions).
 
-Detections: :mod:`interpret.detection` (:func:`~interpret.detection.explain_detection`) explains
+Detections: :mod:`interpret.tasks.detection` (:func:`~interpret.tasks.detection.explain_detection`) explains
 one detection at a time, the same way: the scalar is that box's class logit at the proposal or
 anchor it came from, held fixed for every input the explainer feeds in.
 """
@@ -25,17 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from interpret.base import Explainer, frozen_eval
+from interpret.methods.base import Explainer
+from interpret.model_state import frozen_eval
 from interpret.layers import default_target_layer, model_device, model_dtype, resolve_layer
+from interpret.targets import RegionTarget, SegmentationScore, check_segmentation_logits
 
-__all__ = ["SegmentationExplanation", "SegmentationScore", "explain_segmentation", "pixel_entropy"]
-
-
-def _check_segmentation_logits(logits: Any, batch: int) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or logits.shape[0] != batch:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"a segmentation model must return logits of shape (B, K, H, W) with B = {batch}, got {shape}")
-    return logits
+__all__ = ["RegionTarget", "SegmentationExplanation", "SegmentationScore", "explain_segmentation", "pixel_entropy"]
 
 
 def pixel_entropy(logits: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -49,32 +45,6 @@ def pixel_entropy(logits: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     entropy = -(log_p.exp() * log_p).sum(dim=1)
     k = logits.shape[1]
     return entropy / math.log(k) if normalize and k > 1 else entropy
-
-
-class SegmentationScore(nn.Module):
-    """A segmentation model seen as a classifier: summed class logits over a fixed region.
-
-    ``forward(x)[b, j] = sum_{(u, v) in region_b} logits(x)[b, j, u, v]``.
-
-    Args:
-        model: returns ``(B, K, H, W)`` logits.
-        region: bool ``(H, W)`` pixels to sum over, at the logits' resolution; the same region
-            scores every input of a batch (an explainer's scaled or noisy copies of one image).
-    """
-
-    def __init__(self, model: nn.Module, region: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("region", region.bool(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = _check_segmentation_logits(self.model(x), x.shape[0])
-        if tuple(self.region.shape) != tuple(logits.shape[-2:]):
-            raise ValueError(
-                f"the region is {tuple(self.region.shape)} but the logits are {tuple(logits.shape[-2:])}"
-            )
-        region = self.region.expand(x.shape[0], -1, -1)
-        return (logits * region.unsqueeze(1).to(logits.dtype)).sum(dim=(2, 3))
 
 
 @dataclass(frozen=True)
@@ -126,7 +96,7 @@ def explain_segmentation(
     Raises:
         ValueError: logits that are not ``(B, K, H, W)``, a class out of range, a mask of the wrong shape.
     """
-    from interpret.registry import get_explainer  # the registry imports every method
+    from interpret.methods.registry import get_explainer  # the registry imports every method
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -140,7 +110,7 @@ def explain_segmentation(
         )
     b = batch.shape[0]
     with frozen_eval(model), torch.no_grad():
-        logits = _check_segmentation_logits(model(batch), b)
+        logits = check_segmentation_logits(model(batch), b)
     k, h, w = logits.shape[1:]
     if isinstance(target_class, bool) or not isinstance(target_class, int) or not 0 <= target_class < k:
         raise ValueError(f"target_class must be an int from 0 to {k - 1} (the model has {k} classes), got {target_class!r}")
@@ -173,7 +143,7 @@ def explain_segmentation(
         raise ValueError(f"target_layer is only for CAM methods (gradcam, gradcam++), not {name!r}")
     maps = []
     for index in range(b):  # one region per image: each image gets its own wrapper
-        wrapper = SegmentationScore(model, region[index])
+        wrapper = RegionTarget(model, region[index])
         explainer = get_explainer(method, wrapper, **kwargs) if isinstance(method, str) else method(wrapper, **kwargs)
         maps.append(explainer.explain(batch[index : index + 1], target_class=target_class))
     heatmap = torch.cat(maps)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from interpret.base import Explainer, resize_maps
+from interpret.methods.base import Explainer, resize_maps
 
 __all__ = ["Saliency"]
 

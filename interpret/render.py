@@ -1,19 +1,35 @@
-"""Colormaps, overlays (normalisation undone first) and captioned grids, as RGB uint8 arrays."""
+"""Colormaps, overlays (normalisation undone first), boxes, captioned grids (RGB uint8 arrays) and
+the matplotlib figure of a detection explanation."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from interpret.checks import positive_int
 from interpret.layers import resolve_normalization
 
-__all__ = ["apply_colormap", "check_colormap", "draw_boxes", "image_to_uint8", "load_font", "make_grid", "overlay_heatmap", "upscale"]
+if TYPE_CHECKING:
+    from interpret.tasks.detection import DetectionExplanation
+
+__all__ = [
+    "apply_colormap",
+    "check_colormap",
+    "draw_boxes",
+    "image_to_uint8",
+    "load_font",
+    "make_grid",
+    "overlay_heatmap",
+    "save_detection_figure",
+    "upscale",
+]
 
 
 def _heatmap_array(heatmap: Any) -> np.ndarray:
@@ -224,8 +240,7 @@ def make_grid(
         raise ValueError(f"got {len(captions)} captions for {len(images)} images")
     if colors is not None and len(colors) != len(images):
         raise ValueError(f"got {len(colors)} colors for {len(images)} images")
-    if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1):
-        raise ValueError(f"ncols must be an int >= 1, got {ncols!r}")
+    positive_int(ncols, "ncols", allow_none=True)
     arrays = [image_to_uint8(image) for image in images]
     if min_tile > 0:
         scaled = []
@@ -286,3 +301,58 @@ def draw_boxes(photo: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
         if k < len(labels) and labels[k]:
             draw.text((x0 + 2, max(0.0, y0 - 11)), labels[k], fill=colour, font=font)
     return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+# ------------------------------------------------------------------------ detection figure
+_FIGURE_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990", "#9a6324")
+
+
+def save_detection_figure(
+    result: DetectionExplanation,
+    save_path: str | Path,
+    *,
+    colormap: str = "viridis",
+    alpha: float = 0.45,
+) -> Path:
+    """One PNG: the combined view (every box on the combined map), then one panel per detection
+    (its heatmap over the image, its box drawn, captioned with label and score).
+
+    Returns:
+        the path written (folders are created).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from interpret.render import overlay_heatmap
+
+    path = Path(save_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = len(result)
+    panels = [("all detections" if count else "no detection above the threshold", result.combined, list(range(count)))]
+    for index in range(count):
+        caption = f"{index}: {result.label_name(index)} {float(result.scores[index]):.2f}"
+        panels.append((caption, result.maps[index], [index]))
+    ncols = min(len(panels), 4)
+    nrows = -(-len(panels) // ncols)
+    height, width = result.image.shape[:2]
+    side = 3.0
+    aspect = height / max(width, 1)
+    figure = Figure(figsize=(side * ncols, side * aspect * nrows + 0.4 * nrows), layout="constrained")
+    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
+    for axis in axes[len(panels) :]:
+        axis.set_axis_off()
+    for axis, (title, heatmap, boxes) in zip(axes, panels, strict=False):
+        axis.imshow(overlay_heatmap(result.image, heatmap, alpha=alpha if count else 0.0, colormap=colormap))
+        for index in boxes:
+            x1, y1, x2, y2 = (float(v) for v in result.boxes[index])
+            colour = _FIGURE_COLOURS[index % len(_FIGURE_COLOURS)]
+            axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.5))
+            axis.text(
+                x1, y1, f"{result.label_name(index)} {float(result.scores[index]):.2f}", color="white", fontsize=7,
+                va="bottom", bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+            )
+        axis.set_title(title, fontsize=9)
+        axis.set_axis_off()
+    figure.suptitle(f"{result.method}: {count} detection{'s' if count != 1 else ''}", fontsize=10)
+    figure.savefig(path, dpi=100)
+    return path

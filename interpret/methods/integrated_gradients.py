@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interpret.base import Explainer, TargetClass, ImageInput, check_target_range, parse_target_class
+from interpret.checks import positive_int
+from interpret.methods.base import Explainer, TargetClass, ImageInput, check_target_range, parse_target_class
 
 __all__ = ["BASELINES", "QUADRATURES", "IntegratedGradients", "gaussian_blur", "quadrature"]
 
@@ -125,8 +126,7 @@ class IntegratedGradients(Explainer):
         elif baseline.ndim not in (3, 4):
             raise ValueError(f"a tensor baseline must be (C, H, W) or (B, C, H, W), got shape {tuple(baseline.shape)}")
         for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(value, name)
         if method not in QUADRATURES:
             raise ValueError(f"method can be {', '.join(QUADRATURES)}, got {method!r}")
         if blur_sigma is not None and blur_sigma < 0:

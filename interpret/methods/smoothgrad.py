@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from interpret.base import Explainer
+from interpret.checks import non_negative_number, positive_int
+from interpret.methods.base import Explainer
 
 __all__ = ["SmoothGrad"]
 
@@ -56,11 +57,9 @@ class SmoothGrad(Explainer):
         # files and PIL images are prepared as the base method would
         self.normalization = base_explainer.normalization
         self.input_size = base_explainer.input_size
-        if isinstance(noise_level, bool) or not isinstance(noise_level, int | float) or noise_level < 0:
-            raise ValueError(f"noise_level must be a number >= 0, got {noise_level!r}")
+        non_negative_number(noise_level, "noise_level")
         for name, value in (("num_samples", num_samples), ("internal_batch_size", internal_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(value, name)
         self.base_explainer = base_explainer
         self.noise_level = float(noise_level)
         self.num_samples = num_samples
