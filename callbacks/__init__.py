@@ -1,7 +1,9 @@
 """Training callbacks: explanations, feature statistics, gram matrices, NaN guard, gradient norms.
 
-Every image goes through :func:`callbacks.image_logging.log_image` (all attached loggers plus a PNG
-under ``{default_root_dir}/images/``). Each class has a yaml under ``conf/callbacks/``.
+Every periodic callback follows one schedule, :class:`callbacks.schedule.EveryN`; every image goes
+through :func:`callbacks.image_logging.log_image` (all attached loggers plus a PNG under
+``{default_root_dir}/images/``). The maths live in :mod:`interpret.stats`. Each class has a yaml
+under ``conf/callbacks/``.
 
 No name exported here may equal a submodule's name (``gram_matrix``, ``grad_norm``, ...): it would
 replace the submodule attribute, and ``_target_: callbacks.<module>.<Class>`` would stop resolving.
@@ -9,12 +11,15 @@ replace the submodule attribute, and ``_target_: callbacks.<module>.<Class>`` wo
 
 from callbacks.feature_monitor import FeatureMonitorCallback
 from callbacks.grad_norm import GradNormMonitor
-from callbacks.gram_matrix import GramMatrixCallback, cosine_gram, effective_rank
+from callbacks.gram_matrix import GramMatrixCallback
 from callbacks.image_logging import log_image, log_scalars
 from callbacks.interpretation import InterpretationCallback
-from callbacks.nan_guard import TerminateOnNaN
+from callbacks.schedule import EveryN
+from callbacks.terminate_on_nan import TerminateOnNaN
+from interpret.stats import cosine_gram, effective_rank
 
 __all__ = [
+    "EveryN",
     "FeatureMonitorCallback",
     "GradNormMonitor",
     "GramMatrixCallback",

@@ -1,14 +1,14 @@
 """FeatureMonitorCallback: streamed activation statistics of named layers, reduced across ranks.
 
-The maths are small pure functions (:func:`activation_stats`, :func:`merge_moments`,
-:func:`merge_stats`, :func:`finalize_stats`, :func:`auto_layer_names`), tested without a Trainer;
-the callback only decides when to hook which layer and logs through Lightning's metric path,
-which merges the ranks' statistics without a collective of the callback's own.
+The maths are pure functions in :mod:`interpret.stats` (:func:`~interpret.stats.activation_stats`,
+:func:`~interpret.stats.merge_stats`, :func:`~interpret.stats.finalize_stats`) and the layer choice
+is in :mod:`callbacks.monitored_layers`, both tested without a Trainer; the callback only decides
+when to hook which layer and logs through Lightning's metric path, which merges the ranks'
+statistics without a collective of the callback's own.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,221 +22,21 @@ from torch.utils.hooks import RemovableHandle
 from torchmetrics import Metric
 from typing_extensions import override
 
-__all__ = [
-    "DEFAULT_REDUCTIONS",
-    "FeatureMonitorCallback",
-    "LayerStats",
-    "activation_stats",
-    "auto_layer_names",
-    "finalize_stats",
-    "merge_moments",
-    "merge_stats",
-    "resolve_layers",
-]
+from callbacks.monitored_layers import auto_layer_names, resolve_layers
+from callbacks.schedule import EveryN
+from interpret.checks import positive_int
+from interpret.stats import (
+    DEFAULT_REDUCTIONS,
+    MOMENT_KEYS,
+    REDUCTION_IDENTITY,
+    activation_stats,
+    finalize_stats,
+    merge_stats,
+)
+
+__all__ = ["FeatureMonitorCallback", "LayerStats"]
 
 log = logging.getLogger(__name__)
-
-#: How each statistic other than ``count/mean/m2`` combines across batches and ranks: ``"sum"``, ``"max"`` or ``"min"``.
-DEFAULT_REDUCTIONS: dict[str, str] = {"zeros": "sum", "max": "max"}
-_IDENTITY = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}
-
-
-# --------------------------------------------------------------------------- pure functions
-#: The three statistics every layer keeps, merged with Chan's parallel formula (float64).
-MOMENT_KEYS: tuple[str, str, str] = ("count", "mean", "m2")
-
-
-def activation_stats(x: Tensor) -> dict[str, Tensor]:
-    """Statistics of one activation tensor, as float64 scalars on its device.
-
-    Returns:
-        ``count`` (number of elements), ``mean``, ``m2`` (sum of squared deviations from the
-        mean), ``zeros`` (number of elements exactly zero) and ``max``.
-
-    ``m2`` is summed around the tensor's own (float32) mean: the shifted values are small and
-    exact, so nothing cancels when ``|mean| >> std`` (unlike ``E[x^2] - mean^2``), and the shift's
-    residue corrects mean and ``m2`` in float64. Sums are torch's cascaded float32 sums (error
-    ~1e-7 relative), at float32 speed. A tensor holding NaN or inf gives NaN ``mean``, ``m2``
-    and ``zeros`` (and a NaN or inf ``max``).
-
-    Cost: 6 passes over the values and one temporary (the shifted copy, squared in place). The
-    zeros are counted as ``numel - sum(|sign(x)|)``: on CPU a comparison (``x == 0``, bool
-    output) and ``count_nonzero`` are 5-15x slower than these float passes.
-    """
-    x = x.detach()
-    flat = x.reshape(-1)
-    if not flat.is_floating_point() or flat.dtype in (torch.float16, torch.bfloat16):
-        flat = flat.float()
-    count = torch.tensor(float(flat.numel()), dtype=torch.float64, device=flat.device)
-    if flat.numel() == 0:
-        zero = torch.zeros((), dtype=torch.float64, device=flat.device)
-        return {"count": count, "mean": zero, "m2": zero, "zeros": zero, "max": zero - float("inf")}
-    shift = flat.mean()
-    nonzero = torch.sign(flat).abs_().sum()  # sign(NaN) is 0: the NaN check is the `poison` below
-    top = flat.amax()
-    centred = flat - shift
-    s1 = centred.sum().double()
-    s2 = centred.mul_(centred).sum().double()
-    poison = shift.double() * 0.0  # NaN when the tensor holds NaN or inf, else 0
-    return {
-        "count": count,
-        "mean": shift.double() + s1 / count,
-        "m2": (s2 - s1 * s1 / count).clamp_min(0.0),
-        "zeros": count - nonzero.double() + poison,
-        "max": top.double(),
-    }
-
-
-def merge_moments(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Chan et al.'s parallel merge of ``(count, mean, m2)`` of two disjoint sets of values.
-
-    Exact in exact arithmetic and stable in floating point (no ``E[x^2] - mean^2`` cancellation);
-    a side with ``count == 0`` leaves the other unchanged.
-    """
-    na, nb = a["count"], b["count"]
-    n = na + nb
-    safe = torch.where(n > 0, n, torch.ones_like(n))
-    delta = b["mean"] - a["mean"]
-    mean = torch.where(n > 0, a["mean"] + delta * (nb / safe), a["mean"])
-    m2 = a["m2"] + b["m2"] + delta * delta * (na * nb / safe)
-    return {"count": n, "mean": mean, "m2": m2}
-
-
-def merge_stats(
-    acc: Mapping[str, Tensor] | None, new: Mapping[str, Tensor], reductions: Mapping[str, str] | None = None
-) -> dict[str, Tensor]:
-    """Combine two sets of statistics: ``count/mean/m2`` with :func:`merge_moments`, every
-    other key with its reduction in ``reductions`` (``sum``, ``max`` or ``min``)."""
-    reductions = DEFAULT_REDUCTIONS if reductions is None else reductions
-    if acc is None:
-        return dict(new)
-    out = dict(acc)
-    out.update(merge_moments(acc, new))
-    for key, value in new.items():
-        if key in MOMENT_KEYS:
-            continue
-        op = reductions.get(key)
-        if op is None:
-            raise KeyError(f"statistic {key!r} has no reduction; add it to `reductions` (sum, max or min)")
-        if key not in out:
-            out[key] = value
-        elif op == "sum":
-            out[key] = out[key] + value
-        elif op == "max":
-            out[key] = torch.maximum(out[key], value)
-        elif op == "min":
-            out[key] = torch.minimum(out[key], value)
-        else:
-            raise ValueError(f"reduction of {key!r} can be sum, max or min, got {op!r}")
-    return out
-
-
-def finalize_stats(stats: Mapping[str, Tensor]) -> dict[str, float]:
-    """Turn merged statistics into ``mean``, ``std`` (population), ``sparsity`` and ``max``.
-
-    Without any value (``count == 0``) every statistic is NaN.
-    """
-    count = float(stats["count"])
-    if count <= 0:
-        return {k: float("nan") for k in ("mean", "std", "sparsity", "max")}
-    var = max(float(stats["m2"]) / count, 0.0)
-    return {
-        "mean": float(stats["mean"]),
-        "std": var**0.5,
-        "sparsity": float(stats["zeros"]) / count,
-        "max": float(stats["max"]),
-    }
-
-
-def auto_layer_names(model: nn.Module, k: int = 3) -> list[str]:
-    """``k`` evenly spaced feature stages of ``model``, the last one included.
-
-    The stages are the ``feature_info`` of the first timm model found in ``model`` (e.g.
-    ``layer1..layer4`` of a ResNet, ``stages.0..3`` of a ConvNeXt, ``blocks.0..11`` of a ViT),
-    prefixed with its name in ``model``. Without ``feature_info``, the children with parameters of
-    the first module (going down from ``model`` while there is a single such child, or into its
-    largest ``ModuleList``/``Sequential``) that has several.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    candidates: list[str] = []
-    for prefix, module in model.named_modules():
-        info = getattr(module, "feature_info", None)
-        names = _feature_info_modules(info)
-        if names:
-            candidates = [f"{prefix}.{n}" if prefix else n for n in names]
-            break
-    if not candidates:
-        candidates = _stage_children(model)
-    modules = dict(model.named_modules())
-    candidates = [c for c in candidates if c in modules]
-    if not candidates:
-        raise ValueError(
-            "FeatureMonitorCallback.layer_names=auto found no feature stages in the model; "
-            "list named_modules() names in callbacks.feature_monitor.layer_names"
-        )
-    n = len(candidates)
-    if n <= k:
-        return candidates
-    picks = sorted({round((i + 1) * n / k) - 1 for i in range(k)})
-    return [candidates[i] for i in picks]
-
-
-def _feature_info_modules(info: Any) -> list[str]:
-    """Module names of a timm ``feature_info`` (a list of dicts, or a ``FeatureInfo``)."""
-    if info is None:
-        return []
-    if hasattr(info, "module_name"):
-        try:
-            return [str(n) for n in info.module_name()]
-        except Exception:  # noqa: BLE001 - an odd feature_info: fall back to the children
-            return []
-    if isinstance(info, (list, tuple)) and all(isinstance(d, Mapping) and "module" in d for d in info):
-        return [str(d["module"]) for d in info]
-    return []
-
-
-def _stage_children(model: nn.Module) -> list[str]:
-    def with_params(module: nn.Module) -> list[tuple[str, nn.Module]]:
-        return [(n, c) for n, c in module.named_children() if any(True for _ in c.parameters())]
-
-    prefix, module = "", model
-    for _ in range(8):
-        children = with_params(module)
-        seqs = [(n, c) for n, c in children if isinstance(c, (nn.ModuleList, nn.Sequential)) and len(c) > 1]
-        if seqs:
-            name, seq = max(seqs, key=lambda nc: sum(p.numel() for p in nc[1].parameters()))
-            return [f"{prefix}{name}.{n}" for n, _ in with_params(seq)]
-        if len(children) == 1:
-            name, module = children[0]
-            prefix = f"{prefix}{name}."
-            continue
-        return [f"{prefix}{n}" for n, _ in children]
-    return []
-
-
-def resolve_layers(model: nn.Module, layer_names: Sequence[str], where: str = "layer_names") -> dict[str, nn.Module]:
-    """Map each name to ``model.named_modules()[name]``; a wrong name fails with the closest names.
-
-    Raises:
-        ValueError: naming the unknown layer, the closest existing names and ``where`` to fix it.
-    """
-    modules = dict(model.named_modules())
-    out: dict[str, nn.Module] = {}
-    for name in layer_names:
-        if name not in modules:
-            close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
-            if close:
-                hint = f"closest names: {', '.join(close)}"
-            else:
-                top = [n for n in modules if n and "." not in n][:10]
-                hint = f"top-level modules: {', '.join(top)}"
-            raise ValueError(
-                f"{where}: layer {name!r} is not in the model's named_modules() ({hint}). "
-                f"Fix it in the callback's config (e.g. callbacks.feature_monitor.layer_names)."
-            )
-        out[name] = modules[name]
-    return out
 
 
 # --------------------------------------------------------------------------- rank reduction
@@ -262,7 +62,7 @@ class LayerStats(Metric):
         super().__init__(sync_on_compute=True, compute_with_cache=True)
         self.keys = tuple(keys)
         self.reductions = dict(reductions)
-        identity = [0.0 if k in MOMENT_KEYS else _IDENTITY[self.reductions[k]] for k in self.keys]
+        identity = [0.0 if k in MOMENT_KEYS else REDUCTION_IDENTITY[self.reductions[k]] for k in self.keys]
         reduce = functools.partial(_merge_rows, keys=self.keys, reductions=self.reductions)
         self.add_state("stats", default=torch.tensor(identity, dtype=torch.float64), dist_reduce_fx=reduce)
 
@@ -307,7 +107,7 @@ class _StatView(Metric):
 class FeatureMonitorCallback(Callback):
     """Log activation statistics of named layers: ``features/{layer}/mean|std|sparsity|max``.
 
-    On every logged epoch (``current_epoch % log_every_n_epochs == 0``: epochs 0, n, 2n, ...)
+    On every logged epoch (:class:`~callbacks.schedule.EveryN`: epochs 0, n, 2n, ...)
     forward hooks are put on the layers for the first ``num_batches`` training batches (added at
     each batch's start and removed once its forward pass is done, before backward; also when
     training raises). Each hook reduces its output to a few float64 scalars (``count``, ``mean``,
@@ -369,20 +169,20 @@ class FeatureMonitorCallback(Callback):
             raise ValueError(f"`layer_names` lists a layer twice: {names}")
         if "auto" in names and len(names) > 1:
             raise ValueError(f"`layer_names` is either 'auto' or a list of layer names, got {names}")
-        _check_positive_int("log_every_n_epochs", log_every_n_epochs)
-        _check_positive_int("num_batches", num_batches)
+        positive_int(log_every_n_epochs, "`log_every_n_epochs`")
+        positive_int(num_batches, "`num_batches`")
         for key, op in self.reductions.items():
-            if key not in MOMENT_KEYS and op not in _IDENTITY:
+            if key not in MOMENT_KEYS and op not in REDUCTION_IDENTITY:
                 raise ValueError(f"reduction of {key!r} can be sum, max or min, got {op!r}")
         self.layer_names = names
         self.log_every_n_epochs = log_every_n_epochs
+        self.schedule = EveryN(every_n_epochs=log_every_n_epochs)
         self.num_batches = num_batches
         self._layers: dict[str, nn.Module] = {}
         self._metrics: dict[str, LayerStats] = {}
         self._views: dict[str, dict[str, _StatView]] = {}
         self._epoch_cache: dict[str, dict[str, float]] = {}
         self._handles: list[RemovableHandle] = []
-        self._last_logged_epoch = -1
         self._logged_this_epoch = False
         self._pending: dict[str, list[Tensor]] = {}
 
@@ -419,7 +219,7 @@ class FeatureMonitorCallback(Callback):
             log.info("FeatureMonitorCallback: monitoring %s", ", ".join(self._layers))
 
     def _collecting(self, trainer: pl.Trainer) -> bool:
-        return trainer.current_epoch % self.log_every_n_epochs == 0 and trainer.current_epoch != self._last_logged_epoch
+        return self.schedule.epoch_due(trainer.current_epoch)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -454,8 +254,8 @@ class FeatureMonitorCallback(Callback):
         self._remove_hooks()
         if batch_idx >= self.num_batches or not self._collecting(trainer) or self._logged_this_epoch:
             return
-        # Once per epoch (each log call costs ~1 ms in Lightning's result collection, 12 per batch
-        # was ~2% of a 32 px training step): Lightning keeps the views and computes them at the
+        # Once per epoch (each log call goes through Lightning's result collection, which costs
+        # more than the statistics): Lightning keeps the views and computes them at the
         # epoch's end, from the statistics of every collected batch. Every rank logs the same
         # keys in the same order (whatever it collected): Lightning merges them across ranks then.
         self._logged_this_epoch = True
@@ -474,7 +274,7 @@ class FeatureMonitorCallback(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
         if self._collecting(trainer):
-            self._last_logged_epoch = trainer.current_epoch
+            self.schedule.mark_epoch(trainer.current_epoch)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -486,11 +286,11 @@ class FeatureMonitorCallback(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"last_logged_epoch": self._last_logged_epoch}
+        return self.schedule.state_dict()  # {"last_logged_epoch": ...}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._last_logged_epoch = int(state_dict.get("last_logged_epoch", -1))
+        self.schedule.load_state_dict(state_dict)
 
     # ------------------------------------------------------------------ internals
     def _make_hook(self, name: str):
@@ -538,7 +338,3 @@ def _first_tensor(output: Any) -> Tensor | None:
                 return item
     return None
 
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")

@@ -14,6 +14,8 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from callbacks.image_logging import log_scalars
+from callbacks.schedule import EveryN
+from interpret.checks import positive_int
 
 __all__ = ["GradNormMonitor", "grad_norms", "layer_group"]
 
@@ -59,9 +61,9 @@ def grad_norms(
 class GradNormMonitor(Callback):
     """Log the total gradient norm and one norm per layer group every ``log_every_n_steps`` steps.
 
-    Schedule: the gradients of the optimizer steps that bring ``trainer.global_step`` to n, 2n,
-    3n, ... are measured, and logged at that step (the same convention as the other periodic
-    callbacks: steps n, 2n, ..., counted after the optimizer step). Norms are taken in
+    Schedule (:class:`~callbacks.schedule.EveryN`, as every periodic callback): the gradients of
+    the optimizer steps that bring ``trainer.global_step`` to n, 2n, 3n, ... are measured, and
+    logged at that step (steps n, 2n, ..., counted after the optimizer step). Norms are taken in
     ``on_before_optimizer_step``: after backward (and after gradient accumulation, AMP unscaling
     and the DDP all-reduce, so every rank holds the same gradients; no collective of its own),
     before gradient clipping and the optimizer step. Rank zero logs ``grad_norm/total`` and
@@ -76,8 +78,7 @@ class GradNormMonitor(Callback):
 
     def __init__(self, log_every_n_steps: int = 50, norm_type: float | int | str = 2) -> None:
         super().__init__()
-        if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
-            raise ValueError(f"`log_every_n_steps` must be an int >= 1, got {log_every_n_steps!r}")
+        positive_int(log_every_n_steps, "`log_every_n_steps`")
         try:
             p = float(norm_type)
         except (TypeError, ValueError):
@@ -85,6 +86,7 @@ class GradNormMonitor(Callback):
         if not (p > 0):
             raise ValueError(f"`norm_type` can be a number > 0 or 'inf', got {norm_type!r}")
         self.log_every_n_steps = log_every_n_steps
+        self.schedule = EveryN(every_n_steps=log_every_n_steps)
         self.norm_type = p
         self._prefix = ""
 
@@ -103,7 +105,7 @@ class GradNormMonitor(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
     ) -> None:
         step = trainer.global_step + 1  # the step this optimizer step completes
-        if step % self.log_every_n_steps != 0 or not trainer.is_global_zero:
+        if not self.schedule.step_due(step) or not trainer.is_global_zero:
             return
         norms = grad_norms(pl_module, self.norm_type, group_of=self.group_name)
         if norms:

@@ -1,9 +1,10 @@
 """GramMatrixCallback: the cosine-similarity matrix of a global batch's features, to spot collapse.
 
-The maths are pure functions (:func:`cosine_gram`, :func:`mean_offdiag`, :func:`effective_rank`,
-:func:`centre`, :func:`even_indices`), tested without a Trainer; :func:`render_gram` draws the heatmap.
-(The function is not called ``gram_matrix``: a package-level name must never shadow this module,
-or ``_target_: callbacks.gram_matrix.GramMatrixCallback`` stops resolving.)
+The maths are pure functions in :mod:`interpret.stats` (:func:`~interpret.stats.cosine_gram`,
+:func:`~interpret.stats.gram_statistics`, :func:`~interpret.stats.even_indices`), tested without a
+Trainer; :func:`render_gram` draws the heatmap; the callback decides when, gathers and logs.
+(The matrix function is not called ``gram_matrix``: a package-level name must never shadow this
+module, or ``_target_: callbacks.gram_matrix.GramMatrixCallback`` stops resolving.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageDraw
@@ -24,112 +24,21 @@ from torch import Tensor
 from typing_extensions import override
 
 from callbacks.image_logging import load_font, log_image, log_scalars
+from callbacks.schedule import EveryN
+from interpret.checks import positive_int
+from interpret.stats import cosine_gram, even_indices, gram_statistics
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "GramMatrixCallback",
-    "centre",
-    "cosine_gram",
-    "effective_rank",
-    "even_indices",
-    "gram_statistics",
-    "mean_offdiag",
-    "render_gram",
-]
+__all__ = ["GramMatrixCallback", "render_gram"]
 
 
-# --------------------------------------------------------------------------- pure functions
-def cosine_gram(features: Tensor) -> Tensor:
-    """Cosine-similarity matrix of the rows of ``features``.
-
-    Args:
-        features: ``(N, D)`` (or ``(N, ...)``, flattened per sample).
-
-    Returns:
-        ``(N, N)`` float32 matrix with entries in [-1, 1]; an all-zero row has zero similarity
-        to everything (including itself).
-    """
-    if features.ndim < 2:
-        raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
-    x = F.normalize(features.detach().float().reshape(features.shape[0], -1), dim=1)
-    return (x @ x.T).clamp_(-1.0, 1.0)
-
-
-def mean_offdiag(gram: Tensor) -> float:
-    """Mean of the off-diagonal entries of a square matrix (NaN for fewer than 2 rows).
-
-    Near 1 means all samples look alike to the model: representation collapse.
-    """
-    n = gram.shape[0]
-    if n < 2:
-        return float("nan")
-    total = gram.sum() - gram.diagonal().sum()
-    return float(total / (n * (n - 1)))
-
-
-def effective_rank(features: Tensor, normalize: bool = True) -> float:
-    """Effective rank (Roy & Vetterli, 2007): exp of the entropy of the normalised singular values.
-
-    Args:
-        features: ``(N, D)`` (or ``(N, ...)``, flattened per sample).
-        normalize: L2-normalise each row first (as the gram matrix does).
-
-    Returns:
-        A value between 1 (all rows on one line: collapse) and ``min(N, D)``; 0 for all-zero input.
-    """
-    x = features.detach().float().reshape(features.shape[0], -1)
-    if normalize:
-        x = F.normalize(x, dim=1)
-    s = torch.linalg.svdvals(x.double())
-    total = s.sum()
-    if total <= 0:
-        return 0.0
-    p = s / total
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
-def centre(features: Tensor) -> Tensor:
-    """``features`` (flattened per sample, float32) minus their mean over the batch (rows)."""
-    x = features.detach().float().reshape(features.shape[0], -1)
-    return x - x.mean(dim=0, keepdim=True)
-
-
-def gram_statistics(features: Tensor) -> dict[str, float]:
-    """The scalars the callback logs for one ``(N, D)`` batch of features (without prefix).
-
-    ``mean_offdiag`` and ``effective_rank`` of the raw features, and ``centered_mean_offdiag``
-    and ``centered_effective_rank`` of the features minus their batch mean. Raw post-ReLU
-    features are non-negative, so their cosines are high (~0.6 on an untrained network in train
-    mode, ~1 in eval) without any collapse; after centring only the variation between samples is
-    left: ``centered_effective_rank`` near 1 (or 0: all samples identical) is the collapse
-    signal, and ``centered_mean_offdiag`` stays near ``-1/(N-1)`` for healthy features.
-    """
-    centred = centre(features)
-    return {
-        "mean_offdiag": mean_offdiag(cosine_gram(features)),
-        "effective_rank": effective_rank(features),
-        "centered_mean_offdiag": mean_offdiag(cosine_gram(centred)),
-        "centered_effective_rank": effective_rank(centred),
-    }
-
-
-def even_indices(n: int, k: int) -> Tensor:
-    """``min(n, k)`` indices spread evenly over ``range(n)``, first and last included."""
-    if k >= n:
-        return torch.arange(n)
-    if k == 1:
-        return torch.zeros(1, dtype=torch.long)
-    return torch.linspace(0, n - 1, k).round().long().unique()
-
-
+# --------------------------------------------------------------------------- heatmap
 def render_gram(gram: Tensor, title: str = "", colormap: str = "viridis") -> np.ndarray:
     """Draw the matrix as a heatmap on the fixed scale [-1, 1], with a colour bar and sample
     indices on both axes; returns an ``(H, W, 3)`` uint8 array.
 
-    Drawn with numpy and PIL (a few milliseconds; matplotlib takes ~0.2 s for the same figure),
-    with matplotlib's colour table.
+    Drawn with numpy and PIL (much faster than a matplotlib figure), with matplotlib's colour table.
     """
     g = gram.detach().float().cpu().clamp(-1.0, 1.0).numpy()
     n = g.shape[0]
@@ -202,8 +111,8 @@ def _vertical_text(canvas: Image.Image, text: str, center: tuple[int, int], font
 class GramMatrixCallback(Callback):
     """Every ``log_every_n_steps`` optimizer steps, log the cosine-similarity matrix of a batch's features.
 
-    Schedule: at global steps n, 2n, 3n, ... (``trainer.global_step`` after the optimizer step,
-    in ``on_train_batch_end``). The features are ``outputs[feature_key]`` of ``training_step``
+    Schedule (:class:`~callbacks.schedule.EveryN`): at global steps n, 2n, 3n, ...
+    (``trainer.global_step`` after the optimizer step, in ``on_train_batch_end``). The features are ``outputs[feature_key]`` of ``training_step``
     (for the project's ``ImageClassifier``: ``"features"``, the pooled pre-logits ``(B, D)``).
     They are gathered from all ranks (batches of different sizes are padded for the gather and
     trimmed), so the matrix covers the global batch in rank order; more than ``max_samples`` rows
@@ -216,7 +125,7 @@ class GramMatrixCallback(Callback):
     - ``gram_matrix/centered_mean_offdiag`` and ``gram_matrix/centered_effective_rank`` of the
       features minus their batch mean. **Collapse shows in ``centered_effective_rank``** (towards
       1, or 0 when all samples are identical); raw post-ReLU features are non-negative, so the raw
-      ``mean_offdiag`` is high (~0.6 untrained, ~1 in eval mode) without any collapse.
+      ``mean_offdiag`` is high without any collapse.
     - ``gram_matrix/num_samples``: how many samples the matrix covers.
 
     When ``centered_effective_rank`` falls below ``collapse_threshold``, rank zero warns once
@@ -244,8 +153,7 @@ class GramMatrixCallback(Callback):
         collapse_threshold: float | None = 2.0,
     ) -> None:
         super().__init__()
-        if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
-            raise ValueError(f"`log_every_n_steps` must be an int >= 1, got {log_every_n_steps!r}")
+        positive_int(log_every_n_steps, "`log_every_n_steps`")
         if not isinstance(feature_key, str) or not feature_key:
             raise ValueError(f"`feature_key` must be a key of the training_step output dict, got {feature_key!r}")
         if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 2:
@@ -257,11 +165,11 @@ class GramMatrixCallback(Callback):
         ):
             raise ValueError(f"`collapse_threshold` must be a number > 0 or null, got {collapse_threshold!r}")
         self.log_every_n_steps = log_every_n_steps
+        self.schedule = EveryN(every_n_steps=log_every_n_steps)
         self.feature_key = feature_key
         self.max_samples = max_samples
         self.collapse_threshold = None if collapse_threshold is None else float(collapse_threshold)
         self.collapse_warned = False
-        self._last_logged_step = -1
         self._warned = False
 
     @property
@@ -274,9 +182,9 @@ class GramMatrixCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step == 0 or step % self.log_every_n_steps != 0 or step == self._last_logged_step:
+        if not self.schedule.step_due(step):
             return
-        self._last_logged_step = step
+        self.schedule.mark_step(step)
         features = self._features(outputs)
         if features is not None:
             features = features.detach().reshape(features.shape[0], -1)
@@ -301,11 +209,11 @@ class GramMatrixCallback(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"last_logged_step": self._last_logged_step, "collapse_warned": self.collapse_warned}
+        return {**self.schedule.state_dict(), "collapse_warned": self.collapse_warned}  # + last_logged_step
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
+        self.schedule.load_state_dict(state_dict)
         self.collapse_warned = bool(state_dict.get("collapse_warned", False))
 
     def _check_collapse(self, rank: float, step: int) -> None:

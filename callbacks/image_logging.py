@@ -146,8 +146,8 @@ def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float | torch.Tensor]
 
 
 def load_font(size: int) -> Any:
-    """PIL's built-in font at ``size`` pixels: :func:`interpret.visualize.load_font`, the one font helper."""
-    from interpret.visualize import load_font as _load_font
+    """PIL's built-in font at ``size`` pixels: :func:`interpret.render.load_font`, the one font helper."""
+    from interpret.render import load_font as _load_font
 
     return _load_font(size)
 

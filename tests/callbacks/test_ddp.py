@@ -6,13 +6,11 @@ from disk: PNG files, the CSV metrics written by rank zero, and per-rank JSON fi
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from tests.support.callback_fits import DumpState, NoFeaturesOnRank, ProbedNet, TinyData, TinyNet, UnevenRankData
 
 from callbacks import (
     FeatureMonitorCallback,
@@ -21,14 +19,19 @@ from callbacks import (
     InterpretationCallback,
     TerminateOnNaN,
 )
+from tests.support.callback_fits import (
+    DumpState,
+    NoFeaturesOnRank,
+    ProbedNet,
+    TinyData,
+    TinyNet,
+    UnevenRankData,
+    csv_rows,
+)
 
 PER_RANK_BATCH = 8
 NUM_BATCHES = 3
 LAYERS = ["act1", "conv2"]
-
-
-def csv_rows(root: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
 
 
 def ranks(out: Path) -> list[dict]:

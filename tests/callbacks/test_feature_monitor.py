@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
-from tests.support.callback_fits import RaiseAt, TinyData, TinyNet, count_hooks
 
 from callbacks import FeatureMonitorCallback
-from callbacks.feature_monitor import activation_stats, finalize_stats, merge_stats
+from callbacks.feature_monitor import LayerStats
+from interpret.stats import DEFAULT_REDUCTIONS, activation_stats, finalize_stats, merge_stats
+from tests.support.callback_fits import RaiseAt, TinyData, TinyNet, count_hooks, csv_rows
 
 
 def expected_stats(model: TinyNet, data: TinyData, layer: str, num_batches: int) -> dict[str, float]:
@@ -50,7 +50,7 @@ def test_logs_on_the_scheduled_epochs_only(trainer_factory, tmp_path: Path) -> N
     cb = FeatureMonitorCallback("act2", log_every_n_epochs=2, num_batches=2)
     trainer = trainer_factory([cb], max_epochs=3, limit_train_batches=3, limit_val_batches=0)
     trainer.fit(TinyNet(), TinyData(n=64))
-    rows = list(csv.DictReader(next((tmp_path / "csv").rglob("metrics.csv")).open()))
+    rows = csv_rows(tmp_path / "csv")
     logged = sorted((int(r["epoch"]), int(r["step"])) for r in rows if r.get("features/act2/mean"))
     # epoch-level metrics of Lightning: the epoch's last step (3 steps per epoch), epochs 0 and 2
     assert logged == [(0, 2), (2, 8)]
@@ -136,3 +136,20 @@ def test_other_callbacks_forwards_at_batch_end_are_not_counted(trainer_factory) 
     assert cbs[0].num_logged == 3
     expected = expected_stats(model, data, "act1", 3)
     assert float(trainer.callback_metrics["features/act1/mean"]) == pytest.approx(expected["mean"], rel=1e-6)
+
+
+def test_layer_stats_rank_reduction_is_the_chan_merge() -> None:
+    """The torchmetrics state's dist_reduce_fx (what DDP sync runs) merges stacked rank rows."""
+    g = torch.Generator().manual_seed(2)
+    rank_data = [100 + 0.01 * torch.randn(4, 7, generator=g), 100 + 0.01 * torch.randn(9, 7, generator=g)]
+    metrics = []
+    for x in rank_data:
+        m = LayerStats(("count", "mean", "m2", "zeros", "max"), DEFAULT_REDUCTIONS)
+        m.update(activation_stats(x))
+        metrics.append(m)
+    stacked = torch.stack([m.stats for m in metrics])
+    merged = metrics[0].as_dict(metrics[0]._reductions["stats"](stacked))
+    everything = torch.cat([x.flatten() for x in rank_data]).double()
+    stats = finalize_stats(merged)
+    assert stats["std"] == pytest.approx(float(everything.std(unbiased=False)), rel=1e-6)
+    assert stats["max"] == pytest.approx(float(everything.max()))

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.callback_fits import mlflow_images, read_tensorboard_images, read_tensorboard_scalars, wandb_images
+import torch
 from PIL import Image
 
-from callbacks.image_logging import image_path, log_image, log_scalars
+from callbacks.image_logging import image_path, log_image, log_scalars, to_uint8_hwc
+from interpret import make_grid
+from tests.support.callback_fits import mlflow_images, read_tensorboard_images, read_tensorboard_scalars, wandb_images
 
 
 @pytest.mark.slow
@@ -56,3 +58,27 @@ def test_image_path_keeps_keys_inside_the_images_folder(trainer_factory, tmp_pat
     assert image_path(trainer, "../a b/c", 12) == tmp_path / "images" / "a_b" / "c" / "step_000012.png"
     with pytest.raises(ValueError, match="key"):
         image_path(trainer, "/", 0)
+
+
+def test_to_uint8_hwc_accepts_every_image_form() -> None:
+    chw = torch.rand(3, 10, 12)
+    out = to_uint8_hwc(chw)
+    assert out.shape == (10, 12, 3) and out.dtype == np.uint8
+    assert to_uint8_hwc(np.zeros((10, 12), np.float32)).shape == (10, 12, 3)
+    assert to_uint8_hwc(Image.new("L", (12, 10))).shape == (10, 12, 3)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1), dpi=50)
+    assert to_uint8_hwc(fig).shape == (50, 100, 3)
+    with pytest.raises(TypeError, match="PIL image"):
+        to_uint8_hwc("not an image")
+    with pytest.raises(ValueError, match="channels"):
+        to_uint8_hwc(np.zeros((5, 5, 7)))
+
+
+def test_make_grid_upscales_and_captions() -> None:
+    tiles = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(8)]
+    grid = make_grid(tiles, [["true: 1", "pred: 1 (0.90)"]] * 8, title="gradcam", ncols=4, min_tile=128)
+    assert grid.shape[1] >= 4 * 128 and grid.shape[0] >= 2 * 128
+    # the tiles are there: the 8th tile's colour appears
+    assert (grid == 140).all(axis=-1).any()

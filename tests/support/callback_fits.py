@@ -1,11 +1,13 @@
 """Small models, datamodules and callbacks shared by the callback tests.
 
-Importable by name (``cb_helpers``) in child processes too: DDP spawn keeps ``sys.path``, and the
-run.py subprocess tests put this folder on ``PYTHONPATH``.
+Importable as ``tests.support.callback_fits`` in child processes too: DDP spawn keeps
+``sys.path``, and the run.py subprocess tests put the repository root on ``PYTHONPATH``
+(:func:`pythonpath_env`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -162,6 +164,11 @@ class DumpState(Callback):
         }
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(info))
+
+
+def csv_rows(root: Path) -> list[dict[str, str]]:
+    """The rows of the first ``metrics.csv`` under ``root`` (Lightning's CSVLogger)."""
+    return list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
 
 
 def count_hooks(model: nn.Module) -> int:

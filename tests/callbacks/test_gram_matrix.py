@@ -1,26 +1,20 @@
-"""GramMatrixCallback, TerminateOnNaN and GradNormMonitor in real (tiny) fits."""
+"""GramMatrixCallback in real (tiny) fits, and its heatmap."""
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tests.support.callback_fits import PoisonWeights, TinyData, TinyNet
 from PIL import Image
 
-from callbacks import GradNormMonitor, GramMatrixCallback, TerminateOnNaN
+from callbacks import GramMatrixCallback
+from callbacks.gram_matrix import render_gram
+from tests.support.callback_fits import TinyData, TinyNet, csv_rows
 
 
-def csv_rows(root: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
-
-
-# ------------------------------------------------------------------ gram matrix
 def test_gram_matrix_logged_every_n_steps(trainer_factory, tmp_path: Path) -> None:
     cb = GramMatrixCallback(log_every_n_steps=2, max_samples=8)
     trainer = trainer_factory([cb], limit_train_batches=5, limit_val_batches=0)
@@ -108,75 +102,6 @@ def test_gram_matrix_bad_arguments() -> None:
         GramMatrixCallback(collapse_threshold=0)
 
 
-# ------------------------------------------------------------------ NaN guard
-def test_nan_loss_stops_the_run_cleanly(trainer_factory) -> None:
-    cb = TerminateOnNaN()
-    trainer = trainer_factory([cb], max_epochs=3, limit_train_batches=10, limit_val_batches=0)
-    trainer.fit(TinyNet(nan_at_step=3), TinyData(n=160))  # no exception, no sys.exit
-    assert cb.run_failed is True and trainer.should_stop
-    assert trainer.global_step == 4  # stopped right after the first NaN step, not after 30
-    assert "training loss is not finite (nan)" in cb.reason
-
-
-def test_poisoned_weights_stop_the_run(trainer_factory) -> None:
-    cb = TerminateOnNaN()
-    trainer = trainer_factory([PoisonWeights(at_batch=2), cb], max_epochs=2, limit_train_batches=6)
-    trainer.fit(TinyNet(), TinyData(n=96))
-    assert cb.run_failed and trainer.global_step == 3
-
-
-def test_a_healthy_run_is_not_failed(trainer_factory) -> None:
-    cb = TerminateOnNaN()
-    trainer = trainer_factory([cb], limit_train_batches=3)
-    trainer.fit(TinyNet(), TinyData(n=48))
-    assert cb.run_failed is False and trainer.global_step == 3
-
-
-def test_monitored_validation_metric(trainer_factory) -> None:
-    cb = TerminateOnNaN(monitor="val/loss", check_on="validation_end")
-    trainer = trainer_factory([cb], max_epochs=4, limit_train_batches=2, limit_val_batches=1)
-    trainer.fit(TinyNet(lr=1e30), TinyData(n=32))  # diverges to inf/nan
-    assert cb.run_failed and "val/loss" in cb.reason
-    assert trainer.current_epoch < 3
-
-
-def test_nan_guard_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="train_batch_end or validation_end"):
-        TerminateOnNaN(check_on="epoch")
-    with pytest.raises(ValueError, match="needs `monitor`"):
-        TerminateOnNaN(check_on="validation_end")
-
-
-# ------------------------------------------------------------------ gradient norms
-def test_grad_norms_logged_every_n_steps(trainer_factory, tmp_path: Path) -> None:
-    seen: dict[int, float] = {}
-
-    class Probe(TinyNet):
-        def on_before_optimizer_step(self, optimizer: Any) -> None:
-            grads = [p.grad.flatten() for p in self.parameters() if p.grad is not None]
-            seen[self.global_step + 1] = float(torch.cat(grads).norm())  # the step this update completes
-
-    trainer = trainer_factory([GradNormMonitor(log_every_n_steps=2)], limit_train_batches=5, limit_val_batches=0)
-    trainer.fit(Probe(), TinyData(n=80))
-    rows = [r for r in csv_rows(tmp_path / "csv") if r.get("grad_norm/total")]
-    assert [int(r["step"]) for r in rows] == [2, 4]  # steps n, 2n, ... (issue 7 item 9), not 0
-    for r in rows:
-        assert float(r["grad_norm/total"]) == pytest.approx(seen[int(r["step"])], rel=1e-5)
-        groups = [float(r[f"grad_norm/{g}"]) for g in ("conv1", "conv2", "head")]
-        assert math.sqrt(sum(g * g for g in groups)) == pytest.approx(float(r["grad_norm/total"]), rel=1e-5)
-
-
-def test_grad_norm_groups_below_a_shared_prefix() -> None:
-    from runner.models.classifier import ImageClassifier
-
-    model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=32)
-    cb = GradNormMonitor()
-    cb.setup(None, model, "fit")  # type: ignore[arg-type]
-    groups = {cb.group_name(n) for n, _ in model.named_parameters()}
-    assert {"backbone.layer1", "backbone.layer4", "backbone.fc", "backbone.conv1"} <= groups
-
-
-@pytest.mark.parametrize("norm_type", [0, -1, "two", None])
-def test_grad_norm_bad_norm_type(norm_type: Any) -> None:
-    with pytest.raises(ValueError, match="number > 0 or 'inf'"):
-        GradNormMonitor(norm_type=norm_type)
+def test_render_gram_draws_an_rgb_image() -> None:
+    img = render_gram(torch.eye(8) * 2 - 1, "title")
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 200
