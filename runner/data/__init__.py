@@ -1,14 +1,23 @@
-"""Datamodules: every one has ``num_classes``, ``class_names``, ``image_size``, ``mean``, ``std``
-and ``sample_images(n)`` (the first ``n`` validation images with labels)."""
+"""Datamodules: every one has ``num_classes``, ``class_names``, ``image_size``, ``mean``, ``std`` and
+``sample_images(n) -> (images, targets)``, the first ``n`` validation images with their targets (labels
+for classification, box dicts for detection; see :meth:`ImageDataModule.sample_images`).
 
-from runner.data.base import ImageDataModule
+- ``datamodule.py``: :class:`ImageDataModule`, the base (normalisation, loaders, sample images);
+- ``detection_datamodule.py``: :class:`DetectionDataModule`, the base of detection data (batches of
+  images + target dicts, :func:`detection_collate`);
+- ``shapes_generator.py``: the procedurally generated shapes (with masks, or with boxes);
+- one file per data source: ``digits.py``, ``shapes.py``, ``imagefolder.py`` (classification),
+  ``shapes_detection.py``, ``coco_folder.py`` (detection); ``splits.py``: stratified splits.
+"""
+
+from runner.data.coco_folder import CocoFolderDataModule
+from runner.data.datamodule import ImageDataModule
+from runner.data.detection_datamodule import DetectionDataModule, detection_collate
 from runner.data.digits import DigitsDataModule
 from runner.data.imagefolder import ImageFolderDataModule
-from runner.data.shapes import SHAPE_CLASSES, generate_shapes
-from runner.data.shapes_datamodule import ShapesDataModule
-from runner.data.detection import DetectionDataModule, detection_collate
-from runner.data.shapes_detection import ShapesDetectionDataModule, generate_shapes_detection
-from runner.data.coco_folder import CocoFolderDataModule
+from runner.data.shapes import ShapesDataModule
+from runner.data.shapes_detection import ShapesDetectionDataModule
+from runner.data.shapes_generator import SHAPE_CLASSES, boxes_from_masks, generate_shapes, generate_shapes_detection
 
 __all__ = [
     "ImageDataModule",
@@ -19,6 +28,7 @@ __all__ = [
     "ShapesDetectionDataModule",
     "CocoFolderDataModule",
     "detection_collate",
+    "boxes_from_masks",
     "generate_shapes_detection",
     "SHAPE_CLASSES",
     "generate_shapes",

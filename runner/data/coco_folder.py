@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from runner.data.detection import DetectionDataModule
+from runner.data.detection_datamodule import DetectionDataModule
 from runner.data.imagefolder import _names, _readable
 from runner.paths import resolve_user_path
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runner.data.base import ImageDataModule, tensor_dataset
+from runner.data.datamodule import ImageDataModule, tensor_dataset
 from runner.data.splits import check_fractions, stratified_split
 
 __all__ = ["DigitsDataModule"]
@@ -19,7 +19,7 @@ class DigitsDataModule(ImageDataModule):
 
     Args:
         val_fraction, test_fraction: stratified split sizes; the split depends only on ``seed``.
-        **kwargs: see :class:`~runner.data.base.ImageDataModule` (batch_size, image_size, ...).
+        **kwargs: see :class:`~runner.data.ImageDataModule` (batch_size, image_size, ...).
     """
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from runner.data.base import ImageDataModule
+from runner.data.datamodule import ImageDataModule
 from runner.paths import resolve_user_path
 
 __all__ = ["ImageFolderDataModule", "scan_image_folder", "full_scan"]
@@ -220,7 +220,7 @@ class ImageFolderDataModule(ImageDataModule):
 
 
 def _warn_rank_zero(message: str) -> None:
-    from runner.ddp import global_rank
+    from runner.launch.ddp import global_rank
 
     if global_rank() == 0:
         log.warning(message)

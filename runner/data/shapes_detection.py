@@ -1,9 +1,4 @@
-"""Shapes with boxes: several objects per image, their boxes taken from their masks.
-
-The same shapes as :mod:`runner.data.shapes` (circle, square, triangle, cross on a cluttered
-background), ``min_objects`` to ``max_objects`` of them per image, never overlapping, each with
-its class and the tight box around its pixel mask. Deterministic for a given ``seed``.
-"""
+"""Datamodule over the generated shapes with boxes (see :func:`runner.data.shapes_generator.generate_shapes_detection`)."""
 
 from __future__ import annotations
 
@@ -12,98 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from runner.data.detection import DetectionDataModule, DetectionTensorDataset
-from runner.data.shapes import SHAPE_CLASSES, _background, _shape_mask
+from interpret.checks import positive_int
+from runner.data.detection_datamodule import DetectionDataModule, DetectionTensorDataset
+from runner.data.shapes_generator import SHAPE_CLASSES, generate_shapes_detection
 
-__all__ = ["ShapesDetectionDataModule", "boxes_from_masks", "generate_shapes_detection"]
-
-
-def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """Tight ``xyxy`` boxes (pixel edges: ``x_max = last column + 1``) of boolean ``(K, H, W)`` masks.
-
-    Raises:
-        ValueError: an empty mask (it has no box).
-    """
-    boxes = np.zeros((len(masks), 4), dtype=np.float32)
-    for k, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
-            raise ValueError(f"mask {k} is empty: it has no box")
-        boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return boxes
-
-
-def generate_shapes_detection(
-    num_samples: int,
-    image_size: int = 64,
-    seed: int = 0,
-    num_classes: int = len(SHAPE_CLASSES),
-    min_objects: int = 1,
-    max_objects: int = 3,
-    min_scale: float = 0.12,
-    max_scale: float = 0.22,
-    distinct_classes: bool = True,
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Generate a detection data set of shapes.
-
-    Args:
-        num_samples: number of images.
-        image_size: side length in pixels (square images), at least 16.
-        seed: random seed; the same seed gives the same data.
-        num_classes: how many of :data:`SHAPE_CLASSES` to use (1 to 4).
-        min_objects, max_objects: objects per image (uniform in that range; fewer when they do not fit).
-        min_scale, max_scale: each object's radius as a fraction of ``image_size``.
-        distinct_classes: the objects of one image have different classes (then ``max_objects <=
-            num_classes``): a class-discriminative explanation of a detection has one right object.
-
-    Returns:
-        ``images`` uint8 ``(N, H, W, 3)``; per image ``boxes`` float32 ``(K, 4)`` (xyxy, pixels),
-        ``labels`` int64 ``(K,)`` and the objects' masks bool ``(K, H, W)``.
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
-    if not 1 <= num_classes <= len(SHAPE_CLASSES):
-        raise ValueError(f"num_classes must be between 1 and {len(SHAPE_CLASSES)}, got {num_classes}")
-    if not 1 <= min_objects <= max_objects:
-        raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects} and {max_objects}")
-    if not 0.0 < min_scale <= max_scale < 0.5:
-        raise ValueError(f"need 0 < min_scale <= max_scale < 0.5, got {min_scale} and {max_scale}")
-    if distinct_classes and max_objects > num_classes:
-        raise ValueError(f"distinct_classes needs max_objects <= num_classes, got {max_objects} > {num_classes}")
-    rng = np.random.default_rng(seed)
-    images = np.empty((num_samples, image_size, image_size, 3), dtype=np.uint8)
-    all_boxes, all_labels, all_masks = [], [], []
-    for i in range(num_samples):
-        img = _background(rng, image_size)
-        wanted = int(rng.integers(min_objects, max_objects + 1))
-        placed: list[tuple[float, float, float]] = []
-        masks, labels = [], []
-        classes = rng.permutation(num_classes)  # distinct_classes: the k-th object takes classes[k]
-        for _attempt in range(wanted * 20):
-            if len(placed) == wanted:
-                break
-            r = rng.uniform(min_scale, max_scale) * image_size
-            cx, cy = rng.uniform(r + 1, image_size - r - 1, size=2)
-            if any((cx - x) ** 2 + (cy - y) ** 2 < (r + q + 2) ** 2 for x, y, q in placed):
-                continue  # never overlapping: every object is whole and its box is its own
-            label = int(classes[len(placed)]) if distinct_classes else int(rng.integers(num_classes))
-            mask = _shape_mask(SHAPE_CLASSES[label], image_size, cx, cy, r, rng.uniform(0, np.pi))
-            if not mask.any():
-                continue
-            colour = rng.uniform(0.0, 1.0, size=3)
-            colour[rng.integers(3)] = rng.choice([0.0, 1.0])
-            img[mask] = colour
-            placed.append((cx, cy, r))
-            masks.append(mask)
-            labels.append(label)
-        images[i] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        stacked = np.stack(masks) if masks else np.zeros((0, image_size, image_size), dtype=bool)
-        all_masks.append(stacked)
-        all_boxes.append(boxes_from_masks(stacked))
-        all_labels.append(np.asarray(labels, dtype=np.int64))
-    return images, all_boxes, all_labels, all_masks
+__all__ = ["ShapesDetectionDataModule"]
 
 
 class ShapesDetectionDataModule(DetectionDataModule):
@@ -111,7 +19,7 @@ class ShapesDetectionDataModule(DetectionDataModule):
 
     Train, val and test sets are generated from ``seed``, ``seed + 1`` and ``seed + 2``. Batches are
     ``(list of (3, H, W) images in [0, 1], list of {"boxes", "labels"})`` (see
-    :mod:`runner.data.detection`). ``val_masks``/``test_masks`` hold each image's object masks
+    :mod:`runner.data.detection_datamodule`). ``val_masks``/``test_masks`` hold each image's object masks
     (a list of bool ``(K, H, W)``), :meth:`sample_masks` the union masks of the sample images.
 
     Args:
@@ -120,7 +28,7 @@ class ShapesDetectionDataModule(DetectionDataModule):
         min_objects, max_objects: objects per image.
         min_scale, max_scale: object radius as a fraction of ``image_size``.
         distinct_classes: the objects of one image have different classes (``max_objects <= num_classes``).
-        **kwargs: see :class:`~runner.data.base.ImageDataModule` (``mean``/``std`` are ignored).
+        **kwargs: see :class:`~runner.data.ImageDataModule` (``mean``/``std`` are ignored).
     """
 
     def __init__(
@@ -139,13 +47,11 @@ class ShapesDetectionDataModule(DetectionDataModule):
         kwargs.setdefault("image_size", 64)
         super().__init__(**kwargs)
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{name} must be a positive int, got {value!r}")
+            positive_int(value, f"data.{name}")
         if not isinstance(num_classes, int) or not 1 <= num_classes <= len(SHAPE_CLASSES):
             raise ValueError(f"data.num_classes must be between 1 and {len(SHAPE_CLASSES)}, got {num_classes!r}")
         for name, value in (("min_objects", min_objects), ("max_objects", max_objects)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{name} must be an int >= 1, got {value!r}")
+            positive_int(value, f"data.{name}")
         if min_objects > max_objects:
             raise ValueError(f"data.min_objects={min_objects} is more than data.max_objects={max_objects}")
         if not 0.0 < min_scale <= max_scale < 0.5:

@@ -9,13 +9,11 @@ upscaled to torchvision's default 800 px).
 from __future__ import annotations
 
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import timm
 import torch
 from torch import Tensor, nn
@@ -26,8 +24,18 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FeaturePyramidNetwork
 
-from runner.models.classifier import ImageClassifier, _plain, create_backbone
-from runner.paths import resolve_user_path
+from interpret.checks import positive_int, unit_interval
+from runner.models.backbone import (
+    CHECKPOINT_PREFIXES,
+    backbone_from_state,
+    check_backbone_name,
+    checkpoint_task,
+    create_backbone,
+    load_prefixed_weights,
+    plain,
+    read_weights,
+)
+from runner.models.module import TaskModule
 
 __all__ = ["ObjectDetector", "TimmFPNBackbone", "HEADS"]
 
@@ -60,7 +68,7 @@ class TimmFPNBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
 
 
-class ObjectDetector(pl.LightningModule):
+class ObjectDetector(TaskModule):
     """Object detector: a torchvision FCOS or RetinaNet on a timm backbone, trained with Lightning.
 
     The torchvision model sits at ``self.detector`` (``detector.backbone.body`` the timm stages,
@@ -97,6 +105,19 @@ class ObjectDetector(pl.LightningModule):
             ``model.monitor`` from the config); ``val/map_50``.
     """
 
+    task = "detection"
+    best_metric = "val_map_50_best"
+    validation_metrics = ("val_map",)
+
+    #: The layer CAMs of this detector explain by default (the interpretation callback and ``explain.py``
+    #: pass it to ``interpret.explain_detection`` unless given another): the head's classification
+    #: tower, right before the class logits. The head runs once per FPN level and the first call, the
+    #: finest level, is explained: there every object smaller than 8x that level's stride is detected
+    #: (all of data=shapes_detection's). The backbone's last stage (``interpret``'s own choice,
+    #: ``detector.backbone.body.<last>``) gives maps whose channel weights are shared by every object
+    #: of the image, so they point at the objects less well (the README gives the measured figures).
+    cam_layer: str = "detector.head.classification_head.conv"
+
     def __init__(
         self,
         backbone: str = "resnet18",
@@ -118,66 +139,42 @@ class ObjectDetector(pl.LightningModule):
         scheduler_interval: str = "epoch",
         monitor: str = "val/map_50",
     ) -> None:
-        super().__init__()
         if num_classes is None or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"model.num_classes must be an int >= 1 (taken from the datamodule), got {num_classes}")
         if head not in HEADS:
             raise ValueError(f"model.head can be {', '.join(HEADS)}, got {head!r}")
-        if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"model.scheduler_interval can be epoch or step, got {scheduler_interval!r}")
+        super().__init__(optimizer, scheduler, scheduler_interval, scheduler_monitor=monitor)
         if not isinstance(image_size, int) or image_size < 16:
             raise ValueError(f"model.image_size must be an int >= 16, got {image_size!r}")
-        out_indices = tuple(int(i) for i in _plain(out_indices))
+        out_indices = tuple(int(i) for i in plain(out_indices))
         if not out_indices:
             raise ValueError("model.out_indices must name at least one backbone stage, e.g. [1, 2, 3]")
-        for name, value in (("fpn_channels", fpn_channels), ("head_convs", head_convs)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"model.{name} must be an int >= 1, got {value!r}")
-        if not 0.0 <= score_thresh <= 1.0:
-            raise ValueError(f"model.score_thresh must be in [0, 1], got {score_thresh!r}")
-        backbone_kwargs = _plain(backbone_kwargs or {})
+        positive_int(fpn_channels, "model.fpn_channels")
+        positive_int(head_convs, "model.head_convs")
+        unit_interval(score_thresh, "model.score_thresh", what="in [0, 1]")
+        backbone_kwargs = plain(backbone_kwargs or {})
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
 
         kwargs = dict(backbone_kwargs)
         kwargs.setdefault("in_chans", in_chans)
         kwargs.update(features_only=True, out_indices=out_indices)
-        detector_ckpt = _is_detector_checkpoint(weights_path) if weights_path else False
-        body = create_backbone(
-            backbone, 0, pretrained and not detector_ckpt, None if detector_ckpt else weights_path, **kwargs
-        )
+        body, whole = _create_body(backbone, pretrained, weights_path, **kwargs)
         self._data_config = timm.data.resolve_model_data_config(body)
         fpn_backbone = TimmFPNBackbone(body, fpn_channels)
         self.detector = _build_detector(
             head, fpn_backbone, num_classes, image_size, head_convs, self._data_config,
             score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
         )
-        if detector_ckpt:
-            _load_detector_weights(self.detector, weights_path)  # type: ignore[arg-type]
+        if whole is not None:
+            _load_detector_weights(self.detector, *whole)
 
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.monitor = monitor
         self.train_loss = MeanMetric()
         self.val_map = _mean_average_precision()
         self.test_map = _mean_average_precision()
         self.val_map_50_best = MaxMetric()
-        self._restored_map_best: float | None = None
-        self._schedule_horizon: dict[str, int] = {}
 
     # ----------------------------------------------------------------- model
-    @property
-    def cam_layer(self) -> str:
-        """The layer CAMs of this detector explain by default (the callback and ``explain.py`` pass it to
-        ``interpret.explain_detection`` unless given another): the head's classification tower,
-        ``detector.head.classification_head.conv``, right before the class logits. The head runs once
-        per FPN level and the first call, the finest level, is explained: there every object smaller
-        than 8x that level's stride is detected (all of data=shapes_detection's). The backbone's last
-        stage (``interpret``'s own choice, ``detector.backbone.body.<last>``) gives maps whose channel
-        weights are shared by every object of the image (measured: pointing game 0.35 against 0.89).
-        """
-        return "detector.head.classification_head.conv"
-
     @property
     def data_config(self) -> dict[str, Any]:
         """The backbone's timm data config; the detector's transform normalises with its mean/std."""
@@ -200,23 +197,6 @@ class ObjectDetector(pl.LightningModule):
         return kept, self.detector.backbone.body.register_forward_hook(hook)
 
     # -------------------------------------------------------------- training
-    def on_train_start(self) -> None:
-        # the sanity check ran validation first: reset, then bring back the best of a resumed run
-        self.val_map.reset()
-        self.val_map_50_best.reset()
-        if self._restored_map_best is not None:
-            self.val_map_50_best.update(torch.tensor(self._restored_map_best, device=self.device))
-        self._apply_schedule_horizon()
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        best = float(self.val_map_50_best.max_value)
-        if math.isfinite(best):
-            checkpoint["val_map_50_best"] = best
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        value = checkpoint.get("val_map_50_best")
-        self._restored_map_best = float(value) if value is not None else None
-
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         images, targets = batch
         kept, handle = self._pooled_features()
@@ -266,25 +246,6 @@ class ObjectDetector(pl.LightningModule):
         images = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 2 else batch
         return self(images)
 
-    # ------------------------------------------------------------- optimizer
-    def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        else:
-            optimizer = self.optimizer_factory(params=self.trainer.model.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        self._schedule_horizon = self._horizon_arguments()
-        scheduler = self.scheduler_factory(optimizer=optimizer, **self._schedule_horizon)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": self.monitor},
-        }
-
-    # the classifier's scheduler-length logic, shared as is (T_max: null = this run's length)
-    _horizon_arguments = ImageClassifier._horizon_arguments
-    _apply_schedule_horizon = ImageClassifier._apply_schedule_horizon
-
 
 def _mean_average_precision() -> Any:
     from torchmetrics.detection import MeanAveragePrecision
@@ -327,44 +288,29 @@ def _trim_retinanet_head(head: nn.Module, convs: int) -> None:
             branch.conv = nn.Sequential(*blocks[:convs])
 
 
-def _is_detector_checkpoint(weights_path: str) -> bool:
-    """Whether ``weights_path`` is a Lightning checkpoint of this project's detector (``detector.*`` keys)."""
-    path = resolve_user_path(weights_path)
-    if path.suffix != ".ckpt" or not path.is_file():
-        return False
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - create_backbone reports unreadable files
-        return False
-    state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
-    return any(str(k).startswith("detector.") for k in state)
+def _create_body(
+    backbone: str, pretrained: bool, weights_path: str | None, **kwargs: Any
+) -> tuple[nn.Module, tuple[Path, dict[str, Tensor]] | None]:
+    """The timm ``features_only`` body, and the weights of a detector checkpoint to load into the whole detector.
+
+    ``weights_path`` (see :mod:`runner.models.backbone`) holding a detector of this project loads
+    into the whole detector once it is built (returned second); any other weights load into the body.
+    """
+    if not weights_path:
+        return create_backbone(backbone, 0, pretrained, None, **kwargs), None
+    check_backbone_name(backbone)
+    path, state = read_weights(weights_path)
+    if checkpoint_task(state) == "detection":
+        return create_backbone(backbone, 0, **kwargs), (path, state)
+    return backbone_from_state(backbone, 0, path, state, **kwargs), None
 
 
-def _load_detector_weights(detector: nn.Module, weights_path: str) -> None:
+def _load_detector_weights(detector: nn.Module, path: Path, state: dict[str, Tensor]) -> None:
     """Every ``detector.*`` tensor of a detector checkpoint whose shape fits; a head of another size stays fresh."""
-    path: Path = resolve_user_path(weights_path)
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    own = detector.state_dict()
-    weights, skipped = {}, []
-    for key, value in state.items():
-        if not key.startswith("detector."):
-            continue
-        name = key[len("detector."):]
-        if name not in own:
-            continue
-        if own[name].shape != value.shape:
-            skipped.append(name)
-            continue
-        weights[name] = value
-    if not weights:
+    loaded = load_prefixed_weights(
+        detector, state, CHECKPOINT_PREFIXES["detection"], path, head=("head.",),
+        hint="same model.backbone, model.out_indices and model.fpn_channels as the checkpoint?",
+    )
+    if loaded == 0:
         raise ValueError(f"model.weights_path: none of the tensors of {str(path)!r} fits this detector")
-    if any(not n.startswith("head.") for n in skipped):
-        bad = [n for n in skipped if not n.startswith("head.")]
-        raise ValueError(
-            f"model.weights_path: {bad[0]} has another shape in {str(path)!r} than in the model "
-            "(same model.backbone, model.out_indices and model.fpn_channels as the checkpoint?)"
-        )
-    if skipped:
-        log.info(f"Not loading {len(skipped)} head tensor(s) of another number of classes from {path}")
-    detector.load_state_dict(weights, strict=False)
-    log.info(f"Loaded {len(weights)} of {len(own)} tensors of the detector from {path}")
+    log.info(f"Loaded {loaded} of {len(detector.state_dict())} tensors of the detector from {path}")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from runner.data import CocoFolderDataModule, ShapesDetectionDataModule, detection_collate, generate_shapes_detection
-from runner.data.shapes_detection import boxes_from_masks
+from runner.data.shapes_generator import boxes_from_masks
 
 
 def test_boxes_are_the_tight_boxes_of_the_object_masks() -> None:

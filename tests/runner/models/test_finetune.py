@@ -26,7 +26,7 @@ def _imagenet_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def test_imagenet_state_dict_into_a_10_class_head(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "resnet18_imagenet.pth"
     state = _imagenet_state_dict(path)
-    with caplog.at_level(logging.INFO, logger="runner.models.classifier"):
+    with caplog.at_level(logging.INFO, logger="runner.models.backbone"):
         model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=32, pretrained=True,
                                 weights_path=str(path))
     assert model.backbone.fc.weight.shape == (10, 512)
@@ -64,7 +64,7 @@ def test_project_checkpoint_loads_with_backbone_prefix(tmp_path: Path, caplog: p
     path = tmp_path / "epoch_001.ckpt"
     trained = _project_checkpoint(path, num_classes=10)
     assert any(k.startswith("backbone.") for k in torch.load(path, weights_only=True)["state_dict"])
-    with caplog.at_level(logging.INFO, logger="runner.models.classifier"):
+    with caplog.at_level(logging.INFO, logger="runner.models.backbone"):
         same = ImageClassifier(backbone="resnet18", num_classes=10, image_size=32, pretrained=True,
                                weights_path=str(path))
     for name, value in trained.backbone.state_dict().items():

@@ -1,4 +1,4 @@
-"""Shared behaviour of the detection datamodules: lists of images + target dicts, sample images.
+"""The base of the detection datamodules: batches of images + target dicts, their collate function and dataset.
 
 A detection batch is ``(images, targets)``: a list of ``(C, H, W)`` float images in [0, 1] (not
 normalised: torchvision detectors normalise inside, with the statistics their transform holds) and
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from runner.data.base import ImageDataModule
+from runner.data.datamodule import ImageDataModule
 
 __all__ = ["DetectionDataModule", "DetectionTensorDataset", "detection_collate"]
 
@@ -56,8 +56,7 @@ class DetectionDataModule(ImageDataModule):
     ``mean``/``std`` to show the images as they are).
 
     :meth:`sample_images` returns the first ``n`` validation images as one ``(n, C, H, W)`` batch
-    (all images of a detection datamodule of this project have the same size) and their target
-    dicts; :meth:`sample_targets` the targets alone.
+    (all images of a detection datamodule of this project have the same size) and their target dicts.
     """
 
     collate_fn = staticmethod(detection_collate)  # lists of images and target dicts (a box count per image)
@@ -70,14 +69,9 @@ class DetectionDataModule(ImageDataModule):
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """No-op: the detector normalises inside; the data stays in [0, 1]."""
 
-    def sample_images(self, n: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:  # type: ignore[override]
-        """The first ``n`` validation images (in [0, 1], ``(n, C, H, W)``) with their target dicts."""
-        items = self._first_val_items(n)
-        return torch.stack([item[0] for item in items]), [item[1] for item in items]
-
-    def sample_targets(self, n: int) -> list[dict[str, torch.Tensor]]:
-        """The target dicts of the images :meth:`sample_images` returns for the same ``n``."""
-        return self.sample_images(n)[1]
+    def _sample_targets(self, targets: list[Any]) -> list[dict[str, torch.Tensor]]:
+        """The target dicts of the sample images, as they are."""
+        return list(targets)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}

@@ -1,18 +1,25 @@
-"""Shared behaviour of every datamodule: normalisation, loaders, fixed sample images."""
+"""The base of every datamodule: normalisation, loaders, and the fixed sample images of the one
+``sample_images(n) -> (images, targets)`` contract."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-__all__ = ["ImageDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+from interpret.checks import positive_int
+from interpret.images import IMAGENET_MEAN, IMAGENET_STD
+from interpret.layers import resolve_normalization
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageDataModule", "SampleTargets", "tensor_dataset"]
+
+#: the targets of :meth:`ImageDataModule.sample_images`: int64 labels ``(n,)`` for classification, a list
+#: of ``n`` dicts ``{"boxes": (K, 4) float xyxy, "labels": (K,) int64}`` for detection
+SampleTargets: TypeAlias = "torch.Tensor | list[dict[str, torch.Tensor]]"
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -37,8 +44,7 @@ class ImageDataModule(pl.LightningDataModule):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"data.batch_size must be a positive int, got {batch_size!r}")
+        positive_int(batch_size, "data.batch_size")
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"data.image_size must be an int >= 8, got {image_size!r}")
         if not isinstance(num_workers, int) or num_workers < 0:
@@ -68,6 +74,16 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             raise RuntimeError("set_normalization must be called before setup()")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+    def use_model_normalization(self, model: nn.Module) -> None:
+        """Normalise with the statistics ``model`` expects (its ``data_config``, else its timm model's).
+
+        The one place the model's statistics reach the data; explicit ``data.mean``/``data.std`` win
+        (see :meth:`set_normalization`), and a model without statistics leaves ImageNet's.
+        """
+        stats = resolve_normalization(model)
+        if stats is not None:
+            self.set_normalization(*stats)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1], ``(N, C, H, W)`` -> normalised with ``mean``/``std``."""
@@ -101,23 +117,31 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader(self.test_set if self.test_set is not None else self.val_set, shuffle=False)
 
     # --------------------------------------------------------- sample images
-    def sample_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n`` validation images (normalised, ``(n, C, H, W)``) with their labels.
+    def sample_images(self, n: int) -> tuple[torch.Tensor, SampleTargets]:
+        """The first ``n`` validation images (all of them when there are fewer) and their targets.
 
         The same images every call, so explanations of them can be compared across epochs.
+
+        Returns:
+            ``images``: one ``(n, C, H, W)`` batch, as the model takes it (normalised for a classifier,
+            in [0, 1] for a detector). ``targets``: what :meth:`_sample_targets` makes of the items'
+            targets: int64 labels ``(n,)`` for classification, a list of ``n`` target dicts
+            ``{"boxes", "labels"}`` for detection.
         """
         items = self._first_val_items(n)
-        images = torch.stack([item[0] for item in items])
-        labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
-        return images, labels
+        return torch.stack([item[0] for item in items]), self._sample_targets([item[1] for item in items])
+
+    def _sample_targets(self, targets: list[Any]) -> SampleTargets:
+        """The targets of the validation items -> the targets :meth:`sample_images` returns (here: labels)."""
+        return torch.as_tensor([int(t) for t in targets], dtype=torch.long)
 
     def _first_val_items(self, n: int) -> list[Any]:
         """The first ``n`` items of the validation set (all of them when it has fewer), set up on first use."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        positive_int(n, "n")
         if self.val_set is None:
             self.setup("fit")
-        assert self.val_set is not None
+        if self.val_set is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() left no validation set")
         return [self.val_set[i] for i in range(min(n, len(self.val_set)))]  # type: ignore[arg-type]
 
     def state_dict(self) -> dict[str, Any]:
@@ -129,4 +153,5 @@ class ImageDataModule(pl.LightningDataModule):
 
 
 def tensor_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
+    """``(image, label)`` pairs held in memory (labels as int64)."""
     return TensorDataset(images.contiguous(), labels.long())
