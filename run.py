@@ -14,9 +14,9 @@ def main() -> None:
     from omegaconf import DictConfig
 
     import runner  # noqa: F401 - registers the config resolvers (omegaconf only, nothing heavy)
-    from runner.slurm_config import register_slurm_launcher_config
+    from runner.launch.slurm_config import register_slurm_launcher_config
 
-    register_slurm_launcher_config()  # hydra/launcher=submitit_slurm runs runner.slurm_launcher
+    register_slurm_launcher_config()  # hydra/launcher=submitit_slurm runs runner.launch.slurm_launcher
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
     def _main(cfg: DictConfig) -> float | None:

@@ -3,13 +3,12 @@
 A training step allocates and frees the same activation and gradient buffers (a few MB each) over
 and over. glibc's defaults adapt the mmap threshold to the largest freed block and then trim the
 top of the heap whenever more than twice that is free, so every step hands tens of MB back to the
-kernel and takes them again: a page fault, and a page zeroed by the kernel, for every 4 kB. On the
-digits default (resnet18, 32 px, batch 64, 2 CPU cores) that was ~400k page faults and 3-4 s of
-system time in a 14 s fit. With a fixed mmap threshold (32 MiB) and a trim threshold of 1 GiB
-freed memory stays in the process for the next step: ~57k faults, ~1 s of system time, 10-25%
-less wall time, and the same peak resident memory (1.25 GB both ways, measured with
-``getrusage``). Intel's and PyTorch's CPU tuning guides get the same effect by preloading jemalloc
-or tcmalloc; this needs no preload.
+kernel and takes them again: a page fault, and a page zeroed by the kernel, for every 4 kB. With a
+fixed mmap threshold (32 MiB) and a trim threshold of 1 GiB freed memory stays in the process for
+the next step: far fewer page faults and less system time, at the same peak resident memory
+(``scripts/bench_runner.py`` measures it against ``keep_freed_memory=false``). Intel's and
+PyTorch's CPU tuning guides get the same effect by preloading jemalloc or tcmalloc; this needs no
+preload.
 
 Only glibc (Linux) has these knobs; elsewhere :func:`keep_freed_memory` does nothing and says so.
 """

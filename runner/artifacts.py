@@ -1,6 +1,6 @@
 """Every file name of a run, sweep and ``explain.py`` directory, and the records written there.
 
-This module owns the run directory's contract: writers (``runner.train``, ``runner.launch``,
+This module owns the run directory's contract: writers (``runner.run_wrapper``, ``runner.launch``,
 ``runner.explain``) and readers (``runner.report``, ``explain.py``'s checkpoint lookup, the tests)
 import the names and records from here instead of spelling them. It imports nothing heavy (Hydra
 imports ``runner.launch.multirun`` at start-up, which reads job records through it).
@@ -12,6 +12,7 @@ A run directory (``outputs/train/runs/<date>_<time>``)::
     csv/metrics.csv  tensorboard/  wandb/
     images/<key>/step_NNNNNN.png        (written by callbacks.image_logging, which owns that layout)
     metrics.json  job_result.json  FAILED  report.html  provenance.json
+    slurm.out  slurm.err  slurm.<task>.out ...   (a SLURM job: links to its logs, see :func:`slurm_log`)
 
 A sweep directory holds numbered job directories, ``multirun.yaml``, ``summary.csv``,
 ``optimization_results.yaml`` and ``report.html``. An ``explain.py`` directory holds
@@ -74,6 +75,7 @@ __all__ = [
     "method_file_name",
     "read_json",
     "safe_name",
+    "slurm_log",
     "write_failed",
     "write_json",
 ]
@@ -95,7 +97,7 @@ JOB_RESULT_FILE = "job_result.json"
 FAILED_FILE = "FAILED"
 REPORT_FILE = "report.html"
 PROVENANCE_FILE = "provenance.json"
-#: what Hydra and the start of ``runner.train.run`` write before anything is trained
+#: what Hydra and the start of a run (``runner.run_wrapper``) write before anything is trained
 SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE})
 
 # ---------------------------------------------------------------------------- a sweep directory
@@ -116,6 +118,14 @@ FEATURES_DIR = "features"
 def last_checkpoint(run_dir: str | Path) -> Path:
     """``<run_dir>/checkpoints/last.ckpt`` (it may not exist)."""
     return Path(run_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+
+
+def slurm_log(job_dir: str | Path, stream: str, task: int = 0) -> Path:
+    """``<job_dir>/slurm.out`` or ``slurm.err`` (``stream``): a SLURM job's log, linked there by
+    ``runner.launch.slurm_launcher``; ``slurm.<task>.<stream>`` for the other tasks of a multi-task job."""
+    if stream not in ("out", "err"):
+        raise ValueError(f"stream can be out or err, got {stream!r}")
+    return Path(job_dir) / (f"slurm.{stream}" if task == 0 else f"slurm.{task}.{stream}")
 
 
 def csv_metrics_files(run_dir: str | Path) -> list[Path]:
@@ -212,11 +222,22 @@ def failure_text(run_dir: str | Path) -> str | None:
 R = TypeVar("R", bound="Record")
 
 
+def _default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (calling its factory), None when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 @dataclass
 class Record:
     """A JSON file of a run directory as a dataclass: the known keys as fields, any others in ``extra``.
 
-    ``to_dict()`` gives the file's content exactly as it was read or built (key order: fields, then extra);
+    ``to_dict()`` gives the file's content exactly as it was read or built (key order: fields, then extra):
+    a record read from a file writes back the same keys (a null it held stays, a key it lacked stays out);
+    a record built in code writes its fields that are not None, and those of ``_always`` even when None.
     ``read`` returns None for a missing or unreadable file.
     """
 
@@ -227,11 +248,23 @@ class Record:
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
-        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+        record = cls(**known, extra={k: v for k, v in data.items() if k not in names})
+        record._read_keys = frozenset(known)
+        return record
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        out = {k: v for k, v in out.items() if v is not None or k in self._always}
+        read = getattr(self, "_read_keys", None)
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                continue
+            if read is None:  # built in code
+                keep = value is not None or f.name in self._always
+            else:  # read from a file: its keys, and fields set since
+                keep = f.name in read or (value is not None and value != _default(f))
+            if keep:
+                out[f.name] = value
         return {**out, **self.extra}
 
     #: fields written even when None

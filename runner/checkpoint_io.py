@@ -2,8 +2,8 @@
 
 Lightning's ``TorchCheckpointIO`` serialises every checkpoint into a ``BytesIO`` buffer, copies the
 buffer out (``getvalue()``) and writes it through an fsspec transaction: two extra copies of the
-whole checkpoint (for the default resnet18 with AdamW, 134 MB each, twice per improving epoch),
-about 2x the time of a plain ``torch.save`` and twice its memory. :class:`LocalAtomicCheckpointIO`
+whole checkpoint (twice per improving epoch), more time than a plain ``torch.save`` and twice its
+memory. :class:`LocalAtomicCheckpointIO`
 writes local paths with ``torch.save`` into a temporary file next to the target and renames it
 over the target (``os.replace``), so a checkpoint is still never seen half-written; remote paths
 (``s3://``, ``gs://``, ...) keep Lightning's path.

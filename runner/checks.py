@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner.artifacts import LAST_CHECKPOINT, last_checkpoint
+
 __all__ = ["check_config", "resolve_ckpt_path"]
 
 _INT = (int,)
@@ -86,7 +88,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        path = Path(output_dir) / "checkpoints" / "last.ckpt"
+        path = last_checkpoint(output_dir)
         if not path.is_file():
             raise FileNotFoundError(
                 f"ckpt_path=last: no checkpoints/last.ckpt in {str(output_dir)!r}; "
@@ -97,7 +99,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
 
     path = Path(to_absolute_path(str(ckpt_path)))
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        for candidate in (last_checkpoint(path), path / LAST_CHECKPOINT):
             if candidate.is_file():
                 return str(candidate)
         raise FileNotFoundError(f"ckpt_path: directory {str(path)!r} has no checkpoints/last.ckpt")

@@ -1,4 +1,9 @@
-"""Paths given by the user and files of a run directory, shared by the pipelines."""
+"""Paths outside the run directory's contract: a path from a config, and Hydra's log files of a directory.
+
+The names inside a run directory live in :mod:`runner.artifacts`; this module resolves the paths a
+user writes in a config (relative to the directory they launched from, whatever Hydra's cwd) and
+closes the log files Hydra opened in a run directory before it is removed.
+"""
 
 from __future__ import annotations
 

@@ -1,17 +1,13 @@
 """Config composition of every option of every group, config checks, callbacks/loggers from
-config, checkpoint paths, the --help text, the multirun summary and the config tree."""
+config, checkpoint paths, the --help text and the config tree."""
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import (
@@ -29,7 +25,6 @@ from runner.cli_help import help_text
 from runner.config_tree import print_config_tree
 from runner.csv_logger import AppendingCSVLogger
 from runner.instantiate import instantiate_callbacks, instantiate_loggers, target_nodes, wandb_has_credentials
-from runner.multirun import RESULT_FILE, MultirunSummary, read_job_results, write_job_result
 
 Compose = Callable[..., DictConfig]
 
@@ -389,62 +384,6 @@ def test_help_lists_every_group_and_option() -> None:
         for option in options:
             assert option in listed, (group, option)
     assert "basic" in lines["hydra/launcher"]
-
-
-# ----------------------------------------------------------------- multirun
-def test_job_results_round_trip(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    results = {
-        10: {"job_num": 10, "overrides": ["seed=10"], "status": "ok", "optimized_metric": 0.5},
-        2: {"job_num": 2, "overrides": ["seed=2"], "status": "failed", "optimized_metric": math.nan},
-        0: {"job_num": 0, "overrides": ["seed=0"], "status": "ok", "optimized_metric": 0.9, "metrics": {"a": 1.0}},
-    }
-    for num, result in results.items():
-        (sweep / str(num)).mkdir(parents=True)
-        write_job_result(sweep / str(num), result)
-    assert not list(sweep.rglob("*.tmp"))
-    assert json.loads((sweep / "0" / RESULT_FILE).read_text())["metrics"] == {"a": 1.0}
-    (sweep / "broken").mkdir()
-    (sweep / "broken" / RESULT_FILE).write_text("{not json")
-    back = read_job_results(sweep)
-    assert [r["job_num"] for r in back] == [0, 2, 10]
-    assert back[0] == results[0] and back[2] == results[10]
-    assert math.isnan(back[1]["optimized_metric"])
-    assert read_job_results(tmp_path / "empty") == []
-
-
-def test_multirun_summary_writes_csv(compose_cfg: Compose, tmp_path: Path, capsys) -> None:
-    sweep = tmp_path / "multirun"
-    cfg = compose_cfg(f"hydra.sweep.dir={sweep}")
-    for num, value, status in ((1, 0.25, "ok"), (0, 0.875, "ok"), (2, math.nan, "failed")):
-        (sweep / str(num)).mkdir(parents=True)
-        write_job_result(sweep / str(num), {"job_num": num, "overrides": [f"data.batch_size={32 * (num + 1)}", "seed=1"],
-                                            "status": status, "optimized_metric": value,
-                                            "output_dir": str(sweep / str(num))})
-    MultirunSummary().on_multirun_end(config=cfg)
-    with open(sweep / "summary.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["job"] for r in rows] == ["0", "1", "2"]
-    assert rows[0]["overrides"] == "data.batch_size=32 seed=1"
-    assert rows[0][cfg.optimized_metric] == "0.8750"
-    assert rows[2]["status"] == "failed" and rows[2][cfg.optimized_metric] == "nan"
-    assert rows[1]["output_dir"] == str(sweep / "1")
-    out = capsys.readouterr().out
-    assert "data.batch_size=64" in out and "0.8750" in out
-
-
-def test_multirun_summary_without_results_writes_nothing(compose_cfg: Compose, tmp_path: Path) -> None:
-    sweep = tmp_path / "multirun_empty"
-    sweep.mkdir()
-    MultirunSummary().on_multirun_end(config=compose_cfg(f"hydra.sweep.dir={sweep}"))
-    assert not (sweep / "summary.csv").exists()
-
-
-def test_multirun_summary_is_the_hydra_callback(compose_cfg: Compose) -> None:
-    cfg = compose_cfg()
-    targets = [node._target_ for node in cfg.hydra.callbacks.values()]
-    assert "runner.multirun.MultirunSummary" in targets
-    assert isinstance(hydra.utils.instantiate(cfg.hydra.callbacks.multirun_summary), MultirunSummary)
 
 
 # -------------------------------------------------------------- config tree

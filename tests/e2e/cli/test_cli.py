@@ -231,7 +231,7 @@ def test_resume_continues_epoch_and_step(cli, tmp_path: Path) -> None:
         (["data=imagefolder"], ["missing required value", "data.train_dir", "data.val_dir"]),
         (["data=imagefolder", "data.train_dir=no/such/dir", "data.val_dir=no/such/dir"], ["data.train_dir", "no/such/dir", "does not exist"]),
         (["model.backbone=resnet181"], ["model.backbone", "resnet181", "resnet18"]),
-        (["data.batch_size=0"], ["data.batch_size", "positive int"]),
+        (["data.batch_size=0"], ["data.batch_size", "int >= 1"]),
         (["ckpt_path=last"], ["ckpt_path=last", "last.ckpt"]),
         (["trainer=ddp", "trainer.accelerator=cpu"], ["trainer.sync_batchnorm", "trainer=ddp_cpu"]),
     ],

@@ -82,7 +82,7 @@ def test_a_failed_jobs_tcp_store_is_gone_before_the_next_job_starts() -> None:
     """
     from torch.distributed import TCPStore
 
-    from runner.ddp import isolated_distributed_state
+    from runner.launch.ddp import isolated_distributed_state
 
     port = _free_port()
     was_enabled = gc.isenabled()
