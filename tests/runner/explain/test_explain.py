@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner.explain import check_inputs, find_checkpoint
-
 from tests.support.paths import REPO
 
 TIMEOUT_S = 600
@@ -73,63 +71,6 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _best_ckpt(run_dir: Path) -> Path:
     (best,) = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
     return best
-
-
-# ------------------------------------------------------------------ in-process, fast
-def test_find_checkpoint_prefers_best_then_last(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    last.write_bytes(b"x")
-    assert find_checkpoint(str(run_dir)) == last  # only last: last
-    best = run_dir / "checkpoints" / "epoch_003.ckpt"
-    best.write_bytes(b"x")
-    os.utime(best, (1, 1))  # older than last.ckpt, still the best
-    assert find_checkpoint(str(run_dir)) == best
-    other = run_dir / "checkpoints" / "epoch_001.ckpt"
-    other.write_bytes(b"x")
-    (run_dir / "metrics.json").write_text(json.dumps({"best_model_path": str(other)}))
-    assert find_checkpoint(str(run_dir)) == other  # what the run recorded as best
-    assert find_checkpoint(str(last)) == last  # a file is that file
-
-
-def test_find_checkpoint_errors_name_ckpt_path(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="ckpt_path: no such checkpoint file or run directory"):
-        find_checkpoint(str(tmp_path / "missing"))
-    with pytest.raises(FileNotFoundError, match="ckpt_path: run directory .* has no checkpoint"):
-        find_checkpoint(str(tmp_path))
-
-
-def test_check_inputs_names_the_field() -> None:
-    from omegaconf import OmegaConf
-
-    base = OmegaConf.load(REPO / "conf" / "explain.yaml")
-    base.pop("defaults")
-    base.pop("hydra")
-    base.ckpt_path = "x"
-    checked = check_inputs(base)
-    assert checked.methods == ["gradcam", "gradcam++", "integrated_gradients"]
-    for key, value, message in [
-        ("methods", ["gradcam", "nope"], "methods: unknown method 'nope'; available: gradcam"),
-        ("methods", [], "methods is empty; choose from gradcam"),
-        ("target_class", -1, "target_class must be null"),
-        ("device", "tpu", "device can be cpu, cuda"),
-        ("num_samples", 0, "num_samples must be an int >= 1"),
-        ("batch_size", 0, "batch_size must be an int >= 1"),
-        ("colormap", "nocmap", "colormap"),
-    ]:
-        cfg = base.copy()
-        cfg[key] = value
-        with pytest.raises(ValueError, match=message):
-            check_inputs(cfg)
-    cfg = base.copy()
-    cfg.method_kwargs = {"gradcm": {}}
-    with pytest.raises(ValueError, match="method_kwargs: unknown method 'gradcm'"):
-        check_inputs(cfg)
-    cfg = base.copy()
-    cfg.ckpt_path = "???"
-    with pytest.raises(ValueError, match="ckpt_path is required"):
-        check_inputs(cfg)
 
 
 # ------------------------------------------------------------------ real subprocesses
