@@ -1,4 +1,4 @@
-"""The HTML run report (``runner/report.py``), opened in a real headless Chromium.
+"""The HTML run report (``runner/report/``), opened in a real headless Chromium.
 
 A real ``python run.py callbacks=all`` run (2 short epochs) writes ``report.html`` itself
 (``report: true``); the page is loaded from disk by Debian's ``chromium`` driven by Playwright
