@@ -18,25 +18,25 @@ install: $(VENV)/.installed
 run: install
 	$(PY) run.py $(ARGS)
 
-## Debian's chromium for the browser tests of the HTML report (tests/test_report.py), when missing
+## Debian's chromium for the browser tests of the HTML report (tests/runner/report/test_report.py), when missing
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "warning: no chromium and no way to install it here (apt-get as root or with sudo): tests/test_report.py will fail; set CHROMIUM=<path> to use another Chromium"; \
+	    echo "warning: no chromium and no way to install it here (apt-get as root or with sudo): tests/runner/report/test_report.py will fail; set CHROMIUM=<path> to use another Chromium"; \
 	  else \
-	    echo "Installing chromium (apt-get) for tests/test_report.py"; \
+	    echo "Installing chromium (apt-get) for tests/runner/report/test_report.py"; \
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
 	  fi; }
 
-## Debian's slurm-wlm and munge for the SLURM tests (tests/test_slurm/, a one-node cluster on this machine), when missing
+## Debian's slurm-wlm and munge for the SLURM tests (tests/e2e/slurm/, a one-node cluster on this machine), when missing
 slurm:
 	@{ command -v slurmctld || [ -x /usr/sbin/slurmctld ]; } >/dev/null 2>&1 && { command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "warning: no slurm-wlm/munge and no way to install them here (apt-get as root or with sudo): tests/test_slurm/ will fail"; \
+	    echo "warning: no slurm-wlm/munge and no way to install them here (apt-get as root or with sudo): tests/e2e/slurm/ will fail"; \
 	  else \
-	    echo "Installing slurm-wlm and munge (apt-get) for tests/test_slurm/"; \
+	    echo "Installing slurm-wlm and munge (apt-get) for tests/e2e/slurm/"; \
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q slurm-wlm munge; \
 	  fi; }
 
