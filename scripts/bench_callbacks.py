@@ -54,252 +54,39 @@ Usage::
     python scripts/bench_callbacks.py --shards 8 --rounds 4 --max-minutes 10   # 8+ idle cores: up to 32 rounds
     python scripts/bench_callbacks.py --sequential    # whole fits one after another, torch's threads
     python scripts/bench_callbacks.py --combine a.jsonl b.jsonl   # judge rounds saved with --rounds-file
+
+Beside it: ``bench_fits.py`` (the seeded fits and their timers), ``bench_lockstep.py`` (the fits'
+processes taking turns), ``bench_common.py`` (the bootstrap interval).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import json
 import logging
-import multiprocessing
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
+from bench_common import median_interval  # noqa: E402
+from bench_fits import fit  # noqa: E402
+from bench_lockstep import lockstep_round  # noqa: E402
 
-from callbacks import FeatureMonitorCallback, GramMatrixCallback, InterpretationCallback  # noqa: E402
+from callbacks import InterpretationCallback  # noqa: E402
 from runner.allocator import keep_freed_memory  # noqa: E402
 from runner.data import DigitsDataModule  # noqa: E402
 from runner.models.classifier import ImageClassifier  # noqa: E402
-
-HOOKS = ("setup", "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end", "on_train_epoch_end")
-
-
-class TrainTimer(Callback):
-    """Wall and CPU (process) time from the start to the end of the training loop (no setup, no teardown)."""
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start = time.perf_counter()
-        self.cpu_start = time.process_time()
-        self.faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.seconds = time.perf_counter() - self.start
-        self.cpu_seconds = time.process_time() - self.cpu_start
-        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults_start
-        self.steps = trainer.global_step
-
-
-def timed(callback: Callback, extra: tuple[str, ...] = ()) -> Callback:
-    """Wrap the callback's hooks (and ``extra`` methods) to add up the time spent inside them."""
-    callback.bench_seconds = 0.0
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                callback.bench_seconds += time.perf_counter() - start
-
-        return inner
-
-    for name in HOOKS + extra:
-        if name != "setup":
-            setattr(callback, name, wrap(getattr(callback, name)))
-    if hasattr(callback, "_make_hook"):  # FeatureMonitor's forward hooks run inside the model's forward
-        make_hook = callback._make_hook
-        callback._make_hook = lambda name: wrap(make_hook(name))
-    return callback
-
-
-def build(kind: str, steps: int, image_size: int, batch_size: int, root: Path,
-          timing: list[Callback]) -> tuple[pl.Trainer, ImageClassifier, DigitsDataModule, list[Callback]]:
-    """One seeded fit, ready to run: ``timing`` callbacks first, then the callback ``kind`` names."""
-    pl.seed_everything(0, verbose=False)
-    model = ImageClassifier(backbone="resnet18", num_classes=10, image_size=image_size)
-    data = DigitsDataModule(batch_size=batch_size, image_size=image_size, seed=0)
-    extra: list[Callback] = []
-    if kind == "feature_monitor":
-        extra = [timed(FeatureMonitorCallback("auto", log_every_n_epochs=1, num_batches=10))]
-    elif kind == "gram_matrix":
-        extra = [timed(GramMatrixCallback(log_every_n_steps=100))]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        max_epochs=-1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=pl.loggers.CSVLogger(str(root), name=kind),
-        default_root_dir=str(root / kind),
-        callbacks=[*timing, *extra],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=50,
-    )
-    return trainer, model, data, extra
-
-
-def fit(kind: str, steps: int, image_size: int, batch_size: int, root: Path) -> tuple[float, float, float, int]:
-    """One seeded fit on its own; returns (train seconds, seconds inside the callback, train CPU seconds, page faults)."""
-    gc.collect()  # the previous fit's objects (Lightning's are full of cycles) are not collected inside this one
-    timer = TrainTimer()
-    trainer, model, data, extra = build(kind, steps, image_size, batch_size, root, [timer])
-    trainer.fit(model, data)
-    inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
-    if timer.steps != steps:
-        raise RuntimeError(f"{kind}: the fit ran {timer.steps} steps, not {steps}")
-    return timer.seconds, inside, timer.cpu_seconds, timer.faults
-
-
-class Turns:
-    """Takes fits running in processes of their own in turns, one training step each: only the fit
-    whose turn it is runs, from the start of one of its steps to the start of its next (data fetch,
-    every hook and the epoch ends included), then hands over to the next unfinished fit. Processes,
-    not threads: each fit keeps its own torch thread pool and heap, as a fit on its own has them."""
-
-    def __init__(self, ctx: Any, n: int) -> None:
-        self.gates = [ctx.Semaphore(0) for _ in range(n)]
-        self.done = ctx.Array("b", n)
-        self.started = ctx.Barrier(n, timeout=900)  # no fit steps before every fit is set up
-        self.ended = ctx.Barrier(n, timeout=900)  # and no process exits (frees, tears down) while a fit steps
-        self.gates[0].release()  # the first fit's turn
-
-    def wait(self, i: int) -> None:
-        self.gates[i].acquire()
-
-    def hand_over(self, i: int, finished: bool = False) -> None:
-        with self.done.get_lock():
-            n = len(self.done)
-            if finished:
-                self.done[i] = 1
-            j = (i + 1) % n
-            while self.done[j] and j != i:
-                j = (j + 1) % n
-            if not self.done[j]:
-                self.gates[j].release()
-
-
-class TurnTaker(Callback):
-    """First in a fit's callbacks: waits for the fit's turn at every step's start and adds up the wall
-    time, CPU time and page faults of its turns (while one fit runs, the others wait)."""
-
-    def __init__(self, turns: Turns, index: int) -> None:
-        self.turns, self.index = turns, index
-        self.seconds = self.cpu_seconds = 0.0
-        self.faults = 0
-
-    def _start(self) -> None:
-        self.turns.wait(self.index)
-        self._t, self._c = time.perf_counter(), time.process_time()
-        self._f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-    def stop(self) -> None:
-        self.seconds += time.perf_counter() - self._t
-        self.cpu_seconds += time.process_time() - self._c
-        self.faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self._f
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.turns.started.wait()
-        self._start()
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        self.stop()
-        self.turns.hand_over(self.index)
-        self._start()
-
-
-class TurnEnd(Callback):
-    """Last in a fit's callbacks: its turn's clock stops at the end of training (the fit keeps the
-    turn until ``trainer.fit`` returns, so its teardown overlaps no other fit's timed step)."""
-
-    def __init__(self, taker: TurnTaker) -> None:
-        self.taker = taker
-        self.steps = 0
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.taker.stop()
-        self.steps = trainer.global_step
-
-
-def turn_worker(index: int, kind: str, settings: dict[str, Any], turns: Turns, results: Any) -> None:
-    """One fit of a lockstep round, in a process of its own (set up like the sequential bench's)."""
-    try:
-        warnings.filterwarnings("ignore")
-        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-        if settings["threads"]:
-            torch.set_num_threads(settings["threads"])
-        if not settings["glibc_malloc"]:
-            keep_freed_memory()
-        root = Path(settings["root"])
-        fit("baseline", 10, settings["image_size"], settings["batch_size"], root / f"warmup{index}")  # one-time costs
-        gc.collect()
-        taker = TurnTaker(turns, index)
-        trainer, model, data, extra = build(kind, settings["steps"], settings["image_size"], settings["batch_size"],
-                                            root / kind, [taker])
-        end = TurnEnd(taker)
-        trainer.callbacks.append(end)
-        trainer.fit(model, data)
-        if end.steps != settings["steps"]:
-            raise RuntimeError(f"{kind}: the fit ran {end.steps} steps, not {settings['steps']}")
-        inside = sum(getattr(cb, "bench_seconds", 0.0) for cb in extra)
-        results.put((kind, (taker.seconds, inside, taker.cpu_seconds, taker.faults)))
-    except BaseException as error:  # noqa: BLE001 -- reported by the parent
-        turns.started.abort()
-        turns.ended.abort()
-        results.put((kind, f"{type(error).__name__}: {error}"))
-    finally:
-        turns.hand_over(index, finished=True)
-    try:
-        turns.ended.wait()
-    except threading.BrokenBarrierError:
-        pass
-
-
-def lockstep_round(order: list[str], args: argparse.Namespace, root: Path) -> dict[str, tuple[float, float, float, int]]:
-    """One round: the fits of ``order``, each in a fresh process, taking turns a step at a time."""
-    ctx = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pool state
-    turns = Turns(ctx, len(order))
-    results = ctx.Queue()
-    settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
-                "threads": args.fit_threads, "glibc_malloc": args.glibc_malloc, "root": str(root)}
-    procs = [ctx.Process(target=turn_worker, args=(i, kind, settings, turns, results), name=kind)
-             for i, kind in enumerate(order)]
-    for proc in procs:
-        proc.start()
-    out: dict[str, Any] = {}
-    try:
-        for _ in procs:
-            kind, value = results.get(timeout=1800)
-            if isinstance(value, str):
-                raise RuntimeError(f"the {kind} fit of the round failed: {value}")
-            out[kind] = value
-    finally:
-        for proc in procs:
-            proc.join(timeout=60)
-            if proc.is_alive():
-                proc.kill()
-    return out
-
 
 KINDS = ["baseline", "feature_monitor", "control", "gram_matrix"]
 
@@ -492,12 +279,6 @@ def judge(results: dict[str, list[tuple[float, float, float, int]]], args: argpa
         print("  overheads below that are not resolved: add rounds (--rounds, --shards on more cores)")
     args.verdicts.extend(verdicts)
     return ok
-
-
-def median_interval(values: list[float], rng: random.Random, resamples: int = 2000) -> tuple[float, float]:
-    """A percentile-bootstrap 95% interval of the median of ``values`` (rounds resampled)."""
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
-    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def bench_interpretation(args: argparse.Namespace, root: Path) -> bool:

@@ -40,6 +40,9 @@ Usage::
     python scripts/bench_interpret.py --quick         # small and fast: 112 px, batch 4, 16 steps
     python scripts/bench_interpret.py --device cuda --repeats 9
     python scripts/bench_interpret.py --only detection --threads 1   # the detection section alone
+
+Beside it: ``bench_detection.py`` (the detection section), ``bench_common.py`` (alternating rounds,
+frozen parameters).
 """
 
 from __future__ import annotations
@@ -48,10 +51,8 @@ import argparse
 import contextlib
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,30 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rounds(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function, measured in alternating rounds (one call of each per round).
-
-    Alternating keeps the ratios fair on a shared, noisy machine: a slow spell slows every
-    contender of a round alike, instead of the one that happened to run then.
-    """
-    for fn in fns.values():  # warm-up
-        fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+from bench_common import Frozen, alternating_rounds  # noqa: E402
+from bench_detection import DETECTORS, bench_detection  # noqa: E402
 
 
 def _model(device: torch.device) -> torch.nn.Module:
@@ -135,23 +114,6 @@ def _peak_memory(args: argparse.Namespace, device: torch.device, chunk: int) -> 
     return int(json.loads(out)["peak_bytes"])
 
 
-class _Frozen:
-    """Freeze every parameter inside the block, restore ``requires_grad`` after (plain PyTorch)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.flags: list[tuple[torch.nn.Parameter, bool]] = []
-
-    def __enter__(self) -> None:
-        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        for p, _ in self.flags:
-            p.requires_grad_(False)
-
-    def __exit__(self, *exc: object) -> None:
-        for p, flag in self.flags:
-            p.requires_grad_(flag)
-
-
 def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     from captum.attr import IntegratedGradients as CaptumIG
     from captum.attr import NoiseTunnel
@@ -182,7 +144,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
             captured.append(leaf)
             return leaf.clone()  # the clone keeps later in-place ops on the output legal
 
-        with _Frozen(model):
+        with Frozen(model):
             handle = model.layer4.register_forward_hook(hook)
             try:
                 score = model(x)[rows, targets].sum()
@@ -210,7 +172,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     for name in ours_cam:
         contenders[f"{name}_ours"] = lambda e=ours_cam[name]: e.explain(x, target_class=targets)
         contenders[f"{name}_pytorch_grad_cam"] = lambda c=theirs_cam[name]: c(input_tensor=x, targets=cam_targets)
-    cam_times = _rounds(contenders, r, device)
+    cam_times = alternating_rounds(contenders, r, device)
     for cam in theirs_cam.values():
         cam.activations_and_grads.release()
     model.zero_grad(set_to_none=True)
@@ -242,7 +204,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
         diff = x - baseline
         total = torch.zeros_like(x, dtype=torch.float32)
         count = batch * steps
-        context = _Frozen(model) if frozen else contextlib.nullcontext()
+        context = Frozen(model) if frozen else contextlib.nullcontext()
         with context:
             for start in range(0, count, size):
                 ids = torch.arange(start, min(start + size, count), device=device)
@@ -260,7 +222,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
 
     ours_ig = IntegratedGradients(model, baseline=baseline[0], steps=steps, internal_batch_size=chunk)
     captum_ig = CaptumIG(model)
-    ig_times = _rounds(
+    ig_times = alternating_rounds(
         {
             "floor": lambda: ig_passes(chunk, True),
             "per_step": lambda: ig_passes(batch, True),  # one pass of `batch` images per step
@@ -298,7 +260,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
         generator = torch.Generator(device=device).manual_seed(0)
         total = torch.zeros_like(x)
         count = batch * samples
-        with _Frozen(model):
+        with Frozen(model):
             for start in range(0, count, chunk):
                 image = torch.arange(start, min(start + chunk, count), device=device) // samples
                 noise = torch.randn((len(image), *x.shape[1:]), generator=generator, device=device)
@@ -311,7 +273,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     smooth = SmoothGrad(Saliency(model), noise_level=0.15, num_samples=samples, internal_batch_size=chunk)
     span = float(x.max() - x.min())
     tunnel = NoiseTunnel(CaptumSaliency(model))
-    sg_times = _rounds(
+    sg_times = alternating_rounds(
         {
             "floor": smoothgrad_floor,
             "ours": lambda: smooth.attribute(x, target_class=targets),
@@ -338,119 +300,6 @@ def bench(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
             peak = _peak_memory(args, device, size)
             figures[f"ig_peak_mib_chunk{size}"] = peak / 2**20
             print(f"  internal_batch_size={size:4d}: {peak / 2**20:8.1f} MiB above the model's footprint")
-    return figures
-
-
-DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
-
-
-def _detector(name: str, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    from torchvision.models import detection as tv
-
-    torch.manual_seed(0)
-    keywords: dict[str, object] = {"box_score_thresh": 0.0} if "rcnn" in name else {"score_thresh": 0.0}
-    if not name.startswith("ssd"):  # SSD keeps its fixed size
-        keywords.update(min_size=args.det_min_size, max_size=int(args.det_min_size * 5 / 3))
-    model = getattr(tv, name)(weights=None, weights_backbone=None, num_classes=args.det_classes, **keywords)
-    return model.to(device).eval()
-
-
-def bench_detection(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """explain_detection per detection against one forward + backward of the same detector."""
-    from interpret import explain_detection
-    from interpret.detectors import default_detection_layer
-
-    n, steps, samples, chunk = args.detections, args.det_steps, args.det_samples, args.det_internal_batch_size
-    r = args.det_repeats
-    x = torch.rand(3, args.det_height, args.det_width, generator=torch.Generator().manual_seed(0)).to(device)
-    figures: dict[str, float] = {}
-    print(f"\nDetection: explain_detection on {n} detections of one {args.det_height}x{args.det_width} image"
-          f" (random weights, {args.det_classes} classes), repeats={r} (median)")
-    for name in args.detectors:
-        model = _detector(name, args, device)
-        layer_name = default_detection_layer(model)
-        layer = dict(model.named_modules())[layer_name]
-        with torch.no_grad():
-            found = len(model([x])[0]["scores"])
-        if found < n:
-            print(f"  {name}: only {found} detections, skipped")
-            continue
-
-        def forward() -> None:
-            with torch.no_grad():
-                model([x])
-
-        def floor_cam(model: torch.nn.Module = model, layer: torch.nn.Module = layer) -> None:
-            """one forward + grad of one detection's score w.r.t. the layer output, parameters frozen"""
-            captured: list[torch.Tensor] = []
-
-            def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
-                leaf = output.detach().requires_grad_(True)
-                captured.append(leaf)
-                return leaf.clone()
-
-            with _Frozen(model):
-                handle = layer.register_forward_hook(hook)
-                try:
-                    score = model([x])[0]["scores"][0]
-                finally:
-                    handle.remove()
-                torch.autograd.grad(score, captured[0])
-
-        def floor_input(passes: int, model: torch.nn.Module = model) -> None:
-            """``passes`` images in chunks of ``chunk``: forward + grad of one score per image w.r.t. the input"""
-            with _Frozen(model):
-                for start in range(0, passes, chunk):
-                    size = min(chunk, passes - start)
-                    alphas = torch.linspace(0.1, 1.0, size, device=device).view(-1, 1, 1, 1)
-                    batch = (alphas * x).requires_grad_(True)
-                    score = sum(out["scores"][0] for out in model(list(batch)))
-                    torch.autograd.grad(score, batch)
-
-        def ours(method: str, **kwargs: object) -> Callable[[], object]:
-            return lambda: explain_detection(model, x, method=method, detection_threshold=0.0, max_detections=n, **kwargs)
-
-        times = _rounds(
-            {
-                "forward": forward,
-                "floor_cam": floor_cam,
-                "gradcam": ours("gradcam"),
-                "gradcam++": ours("gradcam++"),
-                "floor_one_input": lambda: floor_input(1),
-            },
-            r,
-            device,
-        )
-        t_floor = times["floor_cam"]
-        print(f"\n  {name} (CAM layer {layer_name}):")
-        print(f"    one forward, no grad                                      {times['forward']:8.3f}s")
-        print(f"    floor: one forward + backward to the layer (1 detection)  {t_floor:8.3f}s")
-        print(f"    floor: one forward + backward to the input (1 detection)  {times['floor_one_input']:8.3f}s")
-        for method in ("gradcam", "gradcam++"):
-            per = times[method] / n
-            figures[f"det_{name}_{method}_per_detection"] = per
-            print(f"    {method:10s} {times[method]:7.3f}s for {n} = {per:7.3f}s per detection = {per / t_floor:5.2f}x the"
-                  f" one-detection floor ({n} x the floor would be {n * t_floor:7.3f}s: {n * t_floor / times[method]:4.1f}x slower)")
-        figures.update({f"det_{name}_forward": times["forward"], f"det_{name}_floor_cam": t_floor,
-                        f"det_{name}_floor_input": times["floor_one_input"]})
-        if args.det_skip_input:
-            continue
-        input_times = _rounds(
-            {
-                "floor_ig": lambda: floor_input(n * steps),
-                "integrated_gradients": ours("integrated_gradients", steps=steps, internal_batch_size=chunk),
-                "floor_sg": lambda: floor_input(n * samples),
-                "smoothgrad": ours("smoothgrad", num_samples=samples, internal_batch_size=chunk),
-            },
-            r,
-            device,
-        )
-        for method, floor, count in (("integrated_gradients", "floor_ig", steps), ("smoothgrad", "floor_sg", samples)):
-            per, per_floor = input_times[method] / n, input_times[floor] / n
-            figures[f"det_{name}_{method}_per_detection"] = per
-            figures[f"det_{name}_{floor}_per_detection"] = per_floor
-            print(f"    {method:20s} ({count:3d} passes/detection) {per:7.3f}s per detection = {per / per_floor:5.2f}x the"
-                  f" floor of {count} forward+backward passes to the input ({per_floor:7.3f}s)")
     return figures
 
 

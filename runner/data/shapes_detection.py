@@ -9,12 +9,13 @@ import torch
 
 from interpret.checks import positive_int
 from runner.data.detection_datamodule import DetectionDataModule, DetectionTensorDataset
+from runner.data.generated_splits import GeneratedSplits
 from runner.data.shapes_generator import SHAPE_CLASSES, generate_shapes_detection
 
 __all__ = ["ShapesDetectionDataModule"]
 
 
-class ShapesDetectionDataModule(DetectionDataModule):
+class ShapesDetectionDataModule(GeneratedSplits[list[torch.Tensor]], DetectionDataModule):
     """Shapes for object detection: several objects per image, boxes from their masks, labels.
 
     Train, val and test sets are generated from ``seed``, ``seed + 1`` and ``seed + 2``. Batches are
@@ -46,8 +47,7 @@ class ShapesDetectionDataModule(DetectionDataModule):
     ) -> None:
         kwargs.setdefault("image_size", 64)
         super().__init__(**kwargs)
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            positive_int(value, f"data.{name}")
+        self._init_splits(num_train, num_val, num_test)
         if not isinstance(num_classes, int) or not 1 <= num_classes <= len(SHAPE_CLASSES):
             raise ValueError(f"data.num_classes must be between 1 and {len(SHAPE_CLASSES)}, got {num_classes!r}")
         for name, value in (("min_objects", min_objects), ("max_objects", max_objects)):
@@ -63,12 +63,9 @@ class ShapesDetectionDataModule(DetectionDataModule):
                 f"data.distinct_classes=true needs data.max_objects <= data.num_classes, got {max_objects} > {num_classes}"
             )
         self.distinct_classes = distinct_classes
-        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.min_objects, self.max_objects = min_objects, max_objects
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.class_names = list(SHAPE_CLASSES[:num_classes])
-        self.val_masks: list[torch.Tensor] | None = None
-        self.test_masks: list[torch.Tensor] | None = None
 
     def _make(self, n: int, seed: int) -> tuple[DetectionTensorDataset, list[torch.Tensor]]:
         images, boxes, labels, masks = generate_shapes_detection(
@@ -79,16 +76,6 @@ class ShapesDetectionDataModule(DetectionDataModule):
         dataset = DetectionTensorDataset(x, [torch.from_numpy(b) for b in boxes], [torch.from_numpy(lab) for lab in labels])
         return dataset, [torch.from_numpy(m) for m in masks]
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        self.train_set, _ = self._make(self.num_train, self.seed)
-        self.val_set, self.val_masks = self._make(self.num_val, self.seed + 1)
-        self.test_set, self.test_masks = self._make(self.num_test, self.seed + 2)
-
-    def sample_masks(self, n: int) -> torch.Tensor:
-        """Union object masks (bool ``(n, H, W)``) of the images :meth:`sample_images` returns."""
-        if self.val_masks is None:
-            self.setup("fit")
-        assert self.val_masks is not None
-        return torch.stack([m.any(dim=0) for m in self.val_masks[: min(n, len(self.val_masks))]])
+    def _sample_mask_batch(self, masks: list[torch.Tensor]) -> torch.Tensor:
+        """Union masks: one bool ``(H, W)`` per image, all its objects together."""
+        return torch.stack([m.any(dim=0) for m in masks])

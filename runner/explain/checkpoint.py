@@ -2,8 +2,9 @@
 
 :func:`find_checkpoint` turns a ``.ckpt`` file or a run directory into a checkpoint file;
 :func:`load_checkpoint_model` rebuilds the model (from the run's ``.hydra/config.yaml`` or
-``config_resolved.yaml``, else from the hyperparameters stored in the checkpoint: a classifier
-or a detector of this project) and loads its weights.
+``config_resolved.yaml``, else from the hyperparameters stored in the checkpoint: a classifier of
+this project, or a detector through the one detector loader,
+:func:`runner.models.detector_checkpoint.load_detector_checkpoint`) and loads its weights.
 """
 
 from __future__ import annotations
@@ -131,21 +132,28 @@ def _from_config(train_cfg: DictConfig, hparams: dict[str, Any]) -> torch.nn.Mod
     return hydra.utils.instantiate(node)
 
 
-def _from_hparams(ckpt: Path, hparams: dict[str, Any]) -> torch.nn.Module:
-    """A model of this project from the checkpoint's own hyperparameters: a detector's have its head."""
-    from runner.models import ImageClassifier, ObjectDetector
+def _from_hparams(ckpt: Path, checkpoint: dict[str, Any]) -> torch.nn.Module:
+    """A model of this project from the checkpoint's own hyperparameters.
 
-    cls = ObjectDetector if "head" in hparams and "out_indices" in hparams else ImageClassifier
+    A detector's checkpoint (``detector.*`` tensors) goes through the one detector loader,
+    :func:`~runner.models.detector_checkpoint.load_detector_checkpoint`; a classifier is rebuilt here.
+    """
+    from runner.models import ImageClassifier
+    from runner.models.backbone import checkpoint_task
+    from runner.models.detector_checkpoint import load_detector_checkpoint
+
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
     if not hparams.get("backbone"):
         raise ValueError(
             f"ckpt_path: {str(ckpt)!r} has no run config next to it (.hydra/config.yaml) and no model "
             "hyperparameters inside it; give a checkpoint of a run of this project"
         )
-    hparams = {**hparams, "pretrained": False, "weights_path": None}
-    if cls is ImageClassifier:
-        hparams["compile"] = False
-    log.info(f"Instantiating model <runner.models.{cls.__name__}> with backbone <{hparams['backbone']}> (from the checkpoint)")
-    return cls(**hparams)
+    detector = checkpoint_task(checkpoint["state_dict"]) == "detection"
+    cls_name = "ObjectDetector" if detector else "ImageClassifier"
+    log.info(f"Instantiating model <runner.models.{cls_name}> with backbone <{hparams['backbone']}> (from the checkpoint)")
+    if detector:
+        return load_detector_checkpoint(ckpt)
+    return ImageClassifier(**{**hparams, "pretrained": False, "weights_path": None, "compile": False})
 
 
 def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
@@ -164,8 +172,10 @@ def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torc
         ValueError: naming ``ckpt_path``: unreadable, not of this project, or weights that do not fit.
     """
     checkpoint = _read(ckpt)
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    model = _from_config(train_cfg, hparams) if train_cfg is not None else _from_hparams(ckpt, hparams)
+    if train_cfg is not None:
+        model = _from_config(train_cfg, dict(checkpoint.get("hyper_parameters") or {}))
+    else:
+        model = _from_hparams(ckpt, checkpoint)
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(

@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
+from interpret.layers import data_image_size, data_normalization
 from runner.errors import short_message
 from runner.explain.checkpoint import load_checkpoint_model, run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LoadedModel", "load_model"]
-
-_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-
 
 @dataclass
 class LoadedModel:
@@ -74,28 +73,20 @@ def _datamodule(train_cfg: DictConfig | None, checkpoint: dict, model: torch.nn.
     state = checkpoint.get(type(datamodule).__qualname__)
     if isinstance(state, dict) and hasattr(datamodule, "load_state_dict"):
         datamodule.load_state_dict(state)
-    elif hasattr(datamodule, "set_normalization") and hasattr(model, "data_config"):
-        datamodule.set_normalization(model.data_config["mean"], model.data_config["std"])
+    elif hasattr(datamodule, "use_model_normalization"):
+        datamodule.use_model_normalization(model)
     return datamodule
 
 
 def _normalization(datamodule: Any, checkpoint: dict, model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if datamodule is not None and getattr(datamodule, "mean", None) is not None:
-        return tuple(datamodule.mean), tuple(datamodule.std)
-    for value in checkpoint.values():  # a datamodule's saved state: {"mean": ..., "std": ...}
-        if isinstance(value, dict) and set(value) >= {"mean", "std"} and not isinstance(value.get("mean"), torch.Tensor):
-            return tuple(value["mean"]), tuple(value["std"])
-    config = getattr(model, "data_config", None) or _IMAGENET
-    return tuple(config["mean"]), tuple(config["std"])
-
-
-def _input_size(model: torch.nn.Module, checkpoint: dict) -> tuple[int, int]:
-    size = (checkpoint.get("hyper_parameters") or {}).get("image_size")
-    if isinstance(size, int):
-        return size, size
-    config = getattr(model, "data_config", None) or {}
-    shape = config.get("input_size") or (3, 224, 224)
-    return int(shape[-2]), int(shape[-1])
+    """The run's datamodule's ``mean``/``std``, else a datamodule state saved in the checkpoint, else
+    the one fallback of :func:`interpret.layers.data_normalization` (the model's own, else ImageNet's)."""
+    if datamodule is None or getattr(datamodule, "mean", None) is None:
+        for value in checkpoint.values():  # a datamodule's saved state: {"mean": ..., "std": ...}
+            if isinstance(value, dict) and set(value) >= {"mean", "std"} and not isinstance(value.get("mean"), torch.Tensor):
+                datamodule = SimpleNamespace(mean=value["mean"], std=value["std"])
+                break
+    return data_normalization(datamodule, model)
 
 
 def load_model(ckpt: Path, device: torch.device, need_samples: bool) -> LoadedModel:
@@ -124,6 +115,6 @@ def load_model(ckpt: Path, device: torch.device, need_samples: bool) -> LoadedMo
         datamodule=datamodule,
         mean=mean,
         std=std,
-        size=_input_size(model, checkpoint),
+        size=data_image_size(None, model),
         class_names=list(getattr(datamodule, "class_names", []) or []),
     )

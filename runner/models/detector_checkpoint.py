@@ -52,5 +52,6 @@ def load_detector_checkpoint(path: str | Path) -> nn.Module:
             f"model: {str(resolved)!r} is not a checkpoint of runner.models.ObjectDetector "
             "(its state_dict has no detector.* tensors)"
         )
-    model = ObjectDetector.load_from_checkpoint(str(resolved), map_location="cpu")
+    # the weights come from the checkpoint: the backbone file it was first built from is not needed
+    model = ObjectDetector.load_from_checkpoint(str(resolved), map_location="cpu", pretrained=False, weights_path=None)
     return model.eval()

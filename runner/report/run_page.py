@@ -13,19 +13,19 @@ from typing import Any
 
 from markupsafe import Markup
 
-from runner.artifacts import FAILED_FILE, IMAGES_DIR, JobResult
+from runner.artifacts import IMAGES_DIR, JobResult
 from runner.report.charts import svg_chart
 from runner.report.html import Section, page, render
 from runner.report.provenance import shown_provenance
 from runner.report.readers import (
     Series,
     epoch_of_step,
-    failure_reason,
     image_series,
     load_config,
     read_overrides,
     read_result,
     read_scalars,
+    read_status,
 )
 from runner.report.values import fmt, thin
 
@@ -34,7 +34,7 @@ __all__ = ["MAX_FRAMES", "build_run_report", "curve_groups"]
 MAX_FRAMES = 60  # images per slider (more are thinned evenly): keeps the file a few MB at most
 STAGES = ("train", "val")  # metric prefixes drawn as curves; test/* is logged once, at the end
 SUFFIXES = ("_step", "_epoch", "_best")  # one chart for loss, loss_step, loss_epoch, ...
-TITLES = {"acc": "accuracy"}
+TITLES = {"acc": "accuracy", "map": "detection mAP", "map_50": "detection mAP@0.5"}  # chart titles of known metric names
 LR_KEYS = ("lr", "learning_rate")
 FEATURES_KEY = "features"  # callbacks.feature_monitor logs features/<layer>/<stat>
 GRAM_KEY = "gram_matrix"  # callbacks.gram_matrix logs gram_matrix/<scalar> and images/gram_matrix/
@@ -159,13 +159,15 @@ def _config_rows(run_dir: Path, result: JobResult | None, prov: dict[str, Any], 
 
 
 def _final(run_dir: Path, result: JobResult | None, series: Series) -> Markup:
-    failed = (run_dir / FAILED_FILE).is_file() or (result is not None and result.status == "failed")
-    metrics = dict((result.metrics if result else None) or {})
+    status = read_status(run_dir, result)  # the one status of the directory (status.json)
+    failed = status.state == "failed"
+    metrics = dict((result.metrics if result else None) or {}) if status.state in ("finished", "unknown") else {}
     if not metrics and series:  # no metrics.json (e.g. a run stopped by an error): the CSV's last values
         metrics = {k: v[-1][1] for k, v in series.items() if k != "epoch"}
     order = sorted(metrics, key=lambda k: (not k.startswith("test/"), not k.startswith("val/"), k))
-    return render("run/final.html", failed=failed, reason=failure_reason(run_dir, result) if failed else "",
-                  status="failed" if failed else ("ok" if result is not None else "unknown (no metrics.json)"),
+    return render("run/final.html", failed=failed, state=status.state, reason=status.reason, step=status.step,
+                  run_dir=str(run_dir.resolve()), attempts=len(status.attempts),
+                  status=status.state if status.state != "unknown" else "unknown (no status.json or metrics.json)",
                   rows=[(k, float(metrics[k])) for k in order],
                   best_model_path=result.best_model_path if result else None)
 

@@ -80,3 +80,27 @@ def test_unreadable_or_foreign_checkpoints_name_ckpt_path(tmp_path: Path) -> Non
     torch.save({"state_dict": {}, "hyper_parameters": {}}, bare)
     with pytest.raises(ValueError, match="no model hyperparameters inside it"):
         load_checkpoint_model(bare, None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("task", ["classification", "detection"])
+def test_a_checkpoint_without_its_run_config_is_rebuilt_from_its_hyperparameters(tmp_path: Path, task: str) -> None:
+    """No run config: the checkpoint's own hyperparameters (a detector through load_detector_checkpoint);
+    the backbone file it was first built from is not needed (its weights are in the checkpoint)."""
+    import lightning.pytorch as pl
+
+    from runner.models import ImageClassifier, ObjectDetector
+
+    torch.manual_seed(0)
+    if task == "detection":
+        source: pl.LightningModule = ObjectDetector(backbone="resnet18", num_classes=3, image_size=64, out_indices=(1, 2))
+    else:
+        source = ImageClassifier(backbone="resnet18", num_classes=3, image_size=32)
+    hparams = {**source.hparams, "pretrained": True, "weights_path": str(tmp_path / "moved_away.safetensors")}
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+    model, checkpoint = load_checkpoint_model(ckpt, None, torch.device("cpu"))
+    assert type(model) is type(source) and not model.training
+    assert checkpoint["hyper_parameters"]["weights_path"] == hparams["weights_path"]  # the checkpoint as it was read
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
