@@ -10,6 +10,7 @@ resolve against another folder.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,21 @@ def resolve_path(path: PathLike, base_dir: PathLike | None = None) -> Path:
     return Path(base_dir if base_dir is not None else Path.cwd()) / resolved
 
 
-def load_image(path: PathLike, base_dir: PathLike | None = None, what: str = "image") -> Image.Image:
+def load_image(
+    path: PathLike, base_dir: PathLike | None = None, what: str = "image", max_side: int | None = None
+) -> Image.Image:
     """Read an image file fully into memory (the file is closed afterwards).
 
     Args:
         path: the file; relative paths resolve with :func:`resolve_path`.
         base_dir: folder relative paths resolve against (default: the current directory).
         what: how the error messages call the argument (e.g. ``"InterpretationCallback.sample_images"``).
+        max_side: reduce a picture whose longer side exceeds this many pixels, on load, to fit in
+            ``max_side x max_side`` (aspect kept): a JPEG is decoded at 1/2, 1/4 or 1/8 scale
+            (PIL's ``draft``) and then resized, so a 10000 x 10000 photo never exists at full size as
+            floats; the reduced picture's ``info["original_size"]`` holds the file's ``(width, height)``.
+            None: the picture as it is. PIL's decompression-bomb warning is not shown (a
+            picture over twice its pixel limit is still refused, with one line).
 
     Raises:
         FileNotFoundError: no such file (the resolved path is named).
@@ -65,19 +74,31 @@ def load_image(path: PathLike, base_dir: PathLike | None = None, what: str = "im
     resolved = resolve_path(path, base_dir)
     if not resolved.is_file():
         raise FileNotFoundError(f"{what}: no such image file {str(resolved)!r}")
+    if max_side is not None and (not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 1):
+        raise ValueError(f"max_side must be an int >= 1 or None, got {max_side!r}")
     try:
-        with Image.open(resolved) as image:
-            image.load()
-            return image.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(resolved) as image:
+                if max_side is not None and max(image.size) > max_side:
+                    original = image.size
+                    image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                    reduced = image.copy()
+                    reduced.info["original_size"] = original  # (width, height) of the file
+                    return reduced
+                image.load()
+                return image.copy()
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{what}: {str(resolved)!r} is too large to read safely ({err})") from err
     except Exception as err:
         raise ValueError(f"{what}: {str(resolved)!r} is not a readable image ({err})") from err
 
 
 def load_images(
-    paths: Sequence[PathLike], base_dir: PathLike | None = None, what: str = "image"
+    paths: Sequence[PathLike], base_dir: PathLike | None = None, what: str = "image", max_side: int | None = None
 ) -> list[Image.Image]:
     """:func:`load_image` for each path."""
-    return [load_image(path, base_dir, what) for path in paths]
+    return [load_image(path, base_dir, what, max_side) for path in paths]
 
 
 def pil_to_tensor(

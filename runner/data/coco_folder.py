@@ -24,34 +24,38 @@ _SHOWN = 5
 
 
 def read_coco(
-    annotations: str | Path, image_dir: str | Path, field: str
+    annotations: str | Path, image_dir: str | Path, split: str
 ) -> tuple[list[tuple[int, str]], list[tuple[Path, list[list[float]], list[int]]]]:
     """Read a COCO detection file; return its categories ``(id, name)`` and ``(file, boxes xyxy, category ids)``.
 
-    Checks, each error naming ``field`` and the path: the annotations file and the image folder
+    ``split`` is the config prefix of the split (``data.train``): errors name its keys
+    ``<split>_annotations`` / ``<split>_images`` (``data.train_annotations``, ``data.train_images``).
+
+    Checks, each error naming the key and the path: the annotations file and the image folder
     exist, the file is COCO JSON (``images``, ``annotations``, ``categories``), every listed image
     file exists (and the first one opens). Bad boxes (not 4 numbers, width or height <= 0, outside
     the image, unknown image or category id) are skipped, counted and named in a warning.
     """
+    ann_key, images_key = f"{split}_annotations", f"{split}_images"
     path = resolve_user_path(annotations)
     folder = resolve_user_path(image_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{field}.annotations: no such annotations file {str(path)!r}")
+        raise FileNotFoundError(f"{ann_key}: no such annotations file {str(path)!r}")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{field}.images: image folder {str(folder)!r} does not exist")
+        raise FileNotFoundError(f"{images_key}: image folder {str(folder)!r} does not exist")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{field}.annotations: {str(path)!r} is not readable JSON: {err}") from err
+        raise ValueError(f"{ann_key}: {str(path)!r} is not readable JSON: {err}") from err
     missing_keys = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
     if missing_keys:
         raise ValueError(
-            f"{field}.annotations: {str(path)!r} is not a COCO detection file (no {', '.join(missing_keys)}; "
+            f"{ann_key}: {str(path)!r} is not a COCO detection file (no {', '.join(missing_keys)}; "
             "expected {\"images\": [...], \"annotations\": [...], \"categories\": [...]})"
         )
     categories = sorted((int(c["id"]), str(c.get("name", c["id"]))) for c in data["categories"])
     if not categories:
-        raise ValueError(f"{field}.annotations: {str(path)!r} has no categories")
+        raise ValueError(f"{ann_key}: {str(path)!r} has no categories")
     category_ids = {cid for cid, _ in categories}
     images: dict[int, dict[str, Any]] = {}
     missing: list[Path] = []
@@ -64,14 +68,14 @@ def read_coco(
                                     "boxes": [], "labels": []}
     if missing:
         raise FileNotFoundError(
-            f"{field}: {len(missing)} image file(s) listed in {str(path)!r} are missing from {str(folder)!r}: {_names(missing)}"
+            f"{images_key}: {len(missing)} image file(s) listed in {str(path)!r} are missing from {str(folder)!r}: {_names(missing)}"
         )
     if not images:
-        raise ValueError(f"{field}.annotations: {str(path)!r} lists no images")
+        raise ValueError(f"{ann_key}: {str(path)!r} lists no images")
     first = next(iter(images.values()))["file"]
     problem = _readable(first)
     if problem is not None:
-        raise ValueError(f"{field}: {str(first)!r} is not a readable image: {problem}")
+        raise ValueError(f"{images_key}: {str(first)!r} is not a readable image: {problem}")
     bad: list[str] = []
     for ann in data["annotations"]:
         why = _bad_annotation(ann, images, category_ids)
@@ -84,7 +88,7 @@ def read_coco(
         image["labels"].append(int(ann["category_id"]))
     if bad:
         shown = "; ".join(bad[:_SHOWN]) + (f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
-        log.warning(f"{field}: skipping {len(bad)} bad box(es) of {str(path)!r}: {shown}")
+        log.warning(f"{ann_key}: skipping {len(bad)} bad box(es) of {str(path)!r}: {shown}")
     samples = [(im["file"], im["boxes"], im["labels"]) for _, im in sorted(images.items())]
     return categories, samples
 

@@ -48,11 +48,24 @@ def _seed(seed: int | None) -> None:
     torch.manual_seed(seed)
 
 
+#: pictures with a longer side above this are reduced on load (a JPEG decoded at 1/2-1/8 scale, then
+#: resized): a 10000 x 10000 photo costs tens of MB instead of gigabytes; overlays are drawn on the
+#: reduced picture, and the model's input is resized from it as before
+PICTURE_MAX_SIDE = 1024
+
+
 def _pictures(inputs: ExplainInputs) -> list[Image.Image]:
-    """The ``images`` files, read before the model loads (an unreadable file fails in a second)."""
+    """The ``images`` files, reduced to :data:`PICTURE_MAX_SIDE` on load, read before the model loads
+    (an unreadable file fails in a second)."""
     from interpret import load_image
 
-    return [load_image(p, what="images") for p in inputs.images]
+    pictures = [load_image(p, what="images", max_side=PICTURE_MAX_SIDE) for p in inputs.images]
+    for path, picture in zip(inputs.images, pictures, strict=True):
+        if "original_size" in picture.info:
+            width, height = picture.info["original_size"]
+            log.info(f"images: {Path(path).name} is {width}x{height}: reduced to {picture.width}x{picture.height} "
+                     f"on load (overlays are drawn on the reduced picture)")
+    return pictures
 
 
 def _provenance(inputs: ExplainInputs, loaded: LoadedModel) -> dict[str, Any]:

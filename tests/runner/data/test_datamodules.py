@@ -360,7 +360,7 @@ def test_imagefolder_stray_file_is_skipped_with_a_warning(
     bad = train / "dog" / name
     bad.write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
-        dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val))
+        dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val), batch_size=4)
     assert "data.train_dir: skipping 1 non-image or unreadable file(s)" in caplog.text and str(bad) in caplog.text
     dm.setup("fit")
     assert len(dm.train_set) == 12 and bad not in [p for p, _ in dm.train_set.samples]
@@ -407,7 +407,7 @@ def test_imagefolder_full_check_leaves_unreadable_out(folders: tuple[Path, Path]
     bad = [train / "cat" / "img_3.png", val / "fox" / "img_1.png"]
     for path in bad:
         path.write_bytes(b"\x89PNG truncated")
-    dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val), full_check=True)
+    dm = ImageFolderDataModule(train_dir=str(train), val_dir=str(val), full_check=True, batch_size=4)
     with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
         dm.prepare_data()
     assert "data.full_check: 2 unreadable image(s) left out" in caplog.text
