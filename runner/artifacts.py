@@ -11,7 +11,8 @@ A run directory (``outputs/train/runs/<date>_<time>``)::
     checkpoints/epoch_NNN.ckpt  checkpoints/last.ckpt
     csv/metrics.csv  tensorboard/  wandb/
     images/<key>/step_NNNNNN.png        (written by callbacks.image_logging, which owns that layout)
-    metrics.json  job_result.json  FAILED  report.html  provenance.json
+    status.json  metrics.json  job_result.json  FAILED  report.html  provenance.json
+    .lock                               held while a run writes here (runner.run_lock)
     slurm.out  slurm.err  slurm.<task>.out ...   (a SLURM job: links to its logs, see :func:`slurm_log`)
 
 A sweep directory holds numbered job directories, ``multirun.yaml``, ``summary.csv``,
@@ -59,11 +60,15 @@ __all__ = [
     "SETUP_FILES",
     "SUMMARY_FILE",
     "TENSORBOARD_DIR",
+    "LOCK_FILE",
+    "RUN_STATES",
+    "STATUS_FILE",
     "JobResult",
     "Manifest",
     "Provenance",
     "Record",
     "RunMetrics",
+    "RunStatus",
     "csv_metrics_files",
     "failure_text",
     "image_stem",
@@ -73,9 +78,11 @@ __all__ = [
     "job_dirs",
     "last_checkpoint",
     "method_file_name",
+    "pid_alive",
     "read_json",
     "safe_name",
     "slurm_log",
+    "stale_temporaries",
     "write_failed",
     "write_json",
 ]
@@ -97,8 +104,12 @@ JOB_RESULT_FILE = "job_result.json"
 FAILED_FILE = "FAILED"
 REPORT_FILE = "report.html"
 PROVENANCE_FILE = "provenance.json"
+STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
 #: what Hydra and the start of a run (``runner.run_wrapper``) write before anything is trained
-SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE})
+SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE, STATUS_FILE, LOCK_FILE})
+#: the states of ``status.json`` (:class:`RunStatus`)
+RUN_STATES = ("running", "interrupted", "failed", "finished")
 
 # ---------------------------------------------------------------------------- a sweep directory
 MULTIRUN_FILE = "multirun.yaml"
@@ -204,10 +215,43 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_failed(run_dir: str | Path, text: str) -> Path:
-    """The ``FAILED`` marker of a failed run, holding why (a traceback or one line)."""
+    """The ``FAILED`` marker of a failed run, holding why (a traceback or one line); written atomically,
+    so a full disk leaves no marker rather than an empty one."""
     path = Path(run_dir) / FAILED_FILE
-    path.write_text(text)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Temporary files (``.<name>.<pid>.tmp``, here and in ``checkpoints/``) whose writer is no longer running.
+
+    Checkpoints and JSON records are written to such a file and renamed over their target; a writer
+    killed mid-write leaves it behind. Files of a live process (this one included) are not listed.
+    """
+    run_dir = Path(run_dir)
+    found = []
+    for folder in (run_dir, run_dir / CHECKPOINTS_DIR):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            pid = path.name[: -len(".tmp")].rpartition(".")[2]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                found.append(path)
+    return sorted(found)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def failure_text(run_dir: str | Path) -> str | None:
@@ -355,3 +399,58 @@ class Manifest(Record):
 
     def add_files(self, names: Iterable[str]) -> None:
         self.files = sorted({*(self.files or []), *names})
+
+
+@dataclass
+class RunStatus(Record):
+    """``status.json``: the one status of a run directory and the history of its attempts.
+
+    ``state``: one of :data:`RUN_STATES`; ``step``: the global step the latest attempt reached; ``reason``:
+    why it was interrupted or failed. Each start (a run, a resume, a requeued SLURM job) appends an attempt
+    ``{started_at, pid, host, resumed_from, state, step, ended_at, reason}``. Written atomically at each
+    transition (:meth:`begin`, :meth:`end`); a run killed with ``kill -9`` stays ``running``.
+    """
+
+    FILE: ClassVar[str] = STATUS_FILE
+    _always: ClassVar[frozenset[str]] = frozenset({"state", "step"})
+    state: str | None = None
+    step: int | None = None
+    reason: str | None = None
+    updated_at: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, run_dir: str | Path, *, resumed_from: str | None = None) -> RunStatus:
+        """Record a new attempt as ``running`` (the earlier attempts stay in the history; one still
+        ``running`` was killed, as its process no longer holds the directory's lock)."""
+        import socket
+        import time
+
+        status = cls.read(run_dir) or cls()
+        now = time.time()
+        if status.attempts and status.attempts[-1].get("state") == "running":  # its process is gone (the lock)
+            status.attempts[-1] = {**status.attempts[-1], "state": "interrupted", "reason": "killed: no record"}
+        status.state, status.reason, status.updated_at = "running", None, now
+        status.attempts = [*status.attempts, {"started_at": now, "pid": os.getpid(), "host": socket.gethostname(),
+                                              "resumed_from": resumed_from, "state": "running", "step": None}]
+        status.write(run_dir)
+        return status
+
+    @classmethod
+    def end(cls, run_dir: str | Path, state: str, step: int | None, reason: str | None = None,
+            **attempt: Any) -> RunStatus:
+        """Record how the latest attempt ended: ``state`` (interrupted, failed or finished) at ``step``;
+        ``attempt`` adds keys to its entry (e.g. the checkpoint it resumed from)."""
+        import time
+
+        if state not in RUN_STATES[1:]:
+            raise ValueError(f"state can be {', '.join(RUN_STATES[1:])}, got {state!r}")
+        status = cls.read(run_dir) or cls()
+        now = time.time()
+        status.state, status.step, status.reason, status.updated_at = state, step, reason, now
+        if not status.attempts:
+            status.attempts = [{"started_at": None}]
+        status.attempts[-1] = {**status.attempts[-1], **attempt, "state": state, "step": step, "ended_at": now,
+                               "reason": reason}
+        status.write(run_dir)
+        return status

@@ -13,7 +13,14 @@ The failure policy:
   goes on.
 - A run that fails before its first optimizer step leaves no run directory behind (unless the
   directory held an earlier run, e.g. a resume in place); one that fails later keeps its
-  checkpoints and a ``FAILED`` file, never a ``metrics.json``.
+  checkpoints, a ``FAILED`` file and a failed ``job_result.json``, never a ``metrics.json``.
+- A full disk is one line: the file that could not be written and the space left.
+- A run stopped by SIGTERM or SIGINT (:mod:`runner.interrupts`) is *interrupted*: its report says
+  so and how to resume it, and it exits with ``128 + signal`` (143, 130). Any other exit raised
+  inside the run (submitit's after requeueing a SLURM job) is recorded and goes on as it was.
+- ``status.json`` (:class:`runner.artifacts.RunStatus`) holds the one status of the directory:
+  ``running`` at each start, then ``finished``, ``failed`` or ``interrupted`` with the step reached;
+  a start first removes the temporary files of writers that were killed.
 - Under DDP the error names the rank it happened on; only rank 0 writes records and reports.
 """
 
@@ -37,15 +44,20 @@ from omegaconf import DictConfig, OmegaConf
 from runner.artifacts import (
     CONFIG_RESOLVED_FILE,
     CONFIG_TREE_FILE,
+    FAILED_FILE,
     SETUP_FILES,
     JobResult,
     RunMetrics,
+    RunStatus,
+    stale_temporaries,
     write_failed,
 )
 from runner.config_tree import print_config_tree
+from runner.disk_space import disk_full_message
 from runner.errors import full_error_requested, short_message
+from runner.interrupts import exit_status, interruption, stop_signals_raise
 from runner.launch.ddp import end_child_ranks, global_rank, isolated_distributed_state
-from runner.launch.requeue import slurm_job_id
+from runner.launch.requeue import slurm_job_id, slurm_restart_count
 from runner.paths import close_log_files
 from runner.train_result import FitProgress, TrainResult
 
@@ -75,18 +87,27 @@ def run_wrapper(train_fn: TrainFn) -> Callable[[DictConfig], float | None]:
         rank = global_rank()
         fresh_dir = is_fresh_run_dir(output_dir, str(cfg.get("task_name", "")))
         _prepare(cfg, output_dir, rank)
+        if rank == 0:
+            _begin_attempt(cfg, output_dir)
 
         start = time.time()
         job = JobResult(job_num=hc.job.get("num") if multirun else None, overrides=list(hc.overrides.task),
                         output_dir=str(output_dir), started_at=start, slurm_job_id=slurm_job_id())
         progress = FitProgress()
         try:
-            with isolated_distributed_state() if multirun and rank == 0 else contextlib.nullcontext():
+            with stop_signals_raise(), (isolated_distributed_state() if multirun and rank == 0
+                                        else contextlib.nullcontext()):
                 result = train_fn(cfg, output_dir, progress)
         except Exception as exc:  # noqa: BLE001 - every failure is reported, then handled by the policy
             return _on_exception(exc, cfg, output_dir, job, progress, multirun=multirun, rank=rank,
                                  fresh_dir=fresh_dir)
-        return _on_finish(result, cfg, output_dir, job, multirun=multirun, rank=rank)
+        except BaseException as exc:  # a stop from outside: SIGTERM, SIGINT, submitit's requeue exit
+            how = interruption(exc)
+            if how is None:
+                raise
+            _on_interrupt(how, cfg, output_dir, job, progress, multirun=multirun, rank=rank, fresh_dir=fresh_dir)
+            raise  # a stop that is not a signal goes on as it was
+        return _on_finish(result, cfg, output_dir, job, progress, multirun=multirun, rank=rank)
 
     return run
 
@@ -145,10 +166,70 @@ def _prepare(cfg: DictConfig, output_dir: Path, rank: int) -> None:
         print_config_tree(cfg, save_to=output_dir / CONFIG_TREE_FILE, show=bool(cfg.get("print_config", True)))
 
 
+def _begin_attempt(cfg: DictConfig, output_dir: Path) -> None:
+    """Remove the temporary files of killed writers, then record this attempt as running."""
+    stale = stale_temporaries(output_dir)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.warning(f"Removed {len(stale)} temporary file(s) left by a writer that was killed: "
+                    + ", ".join(str(p.relative_to(output_dir)) for p in stale))
+    resumed_from = cfg.get("ckpt_path") or (f"SLURM requeue {slurm_restart_count()}" if slurm_restart_count() else None)
+    _set_status(lambda: RunStatus.begin(output_dir, resumed_from=resumed_from))
+
+
+def _set_status(write: Callable[[], object]) -> None:
+    """Write ``status.json`` (or another record); a failure (a full disk) only warns: the record still says
+    what it said, never ``finished`` for a run that did not finish."""
+    try:
+        write()
+    except OSError as err:
+        log.warning(f"Could not write the run's record: {err}")
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _on_interrupt(how: str, cfg: DictConfig, output_dir: Path, job: JobResult, progress: FitProgress, *,
+                  multirun: bool, rank: int, fresh_dir: bool) -> None:
+    """Record a run stopped from outside as interrupted, with the step it reached; a signal exits with
+    ``128 + signal`` (rank 0 tells how to resume; an earlier attempt's ``metrics.json`` goes, the job
+    record says interrupted), anything else (submitit's requeue) returns to be re-raised."""
+    code = exit_status(how)
+    if rank != 0:
+        if code is not None:
+            sys.exit(code)
+        return
+    step = progress.step
+    if code is not None and not multirun:
+        end_child_ranks(timeout=10)
+    if code is not None and not multirun and not keeps_failed_run_dir(progress.trained, fresh_dir):
+        close_log_files(output_dir)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        print(f"Interrupted by {how} before training: no run directory kept", file=sys.stderr)
+        sys.exit(code)
+    log.warning(f"Run interrupted by {how} at global step {step}")
+    _set_status(lambda: RunStatus.end(output_dir, "interrupted", step, f"interrupted by {how}",
+                                      resumed_from=progress.resumed_from))
+    if code is None:
+        return
+    _remove(output_dir / RunMetrics.FILE)
+    job.status, job.error, job.optimized_metric, job.finished_at = "interrupted", f"interrupted by {how}", math.nan, \
+        time.time()
+    _set_status(lambda: job.write(output_dir))
+    _write_report(cfg, output_dir, multirun)
+    print(f"Interrupted by {how} at global step {step} (checkpoints and logs kept in {output_dir}).\n"
+          f"Resume it from its last checkpoint with: python run.py ckpt_path=last hydra.run.dir={output_dir}",
+          file=sys.stderr)
+    sys.exit(code)
+
+
 def _on_exception(exc: Exception, cfg: DictConfig, output_dir: Path, job: JobResult, progress: FitProgress, *,
                   multirun: bool, rank: int, fresh_dir: bool) -> float:
     """The failure policy for a pipeline that raised: returns NaN in a multirun, else exits with status 1."""
-    message = rank_message(short_message(exc), rank, progress.world_size)
+    message = rank_message(disk_full_message(exc) or short_message(exc), rank, progress.world_size)
     if rank != 0:  # rank 0 reports and cleans up; the others only say why they stopped
         if full_error_requested():
             raise exc
@@ -159,15 +240,14 @@ def _on_exception(exc: Exception, cfg: DictConfig, output_dir: Path, job: JobRes
     if not multirun:
         end_child_ranks(timeout=10)  # a rank stuck elsewhere must not outlive the run
     if full_error_requested() and not multirun:
+        _record_failure(exc, message, output_dir, job, progress)
         raise exc
     if multirun:
-        write_failed(output_dir, "".join(traceback.format_exception(exc)))
-        job.status, job.error, job.optimized_metric, job.finished_at = "failed", message, math.nan, time.time()
-        job.write(output_dir)
+        _record_failure(exc, message, output_dir, job, progress)
         _write_report(cfg, output_dir, multirun)
         return math.nan
     if keeps_failed_run_dir(progress.trained, fresh_dir):
-        write_failed(output_dir, "".join(traceback.format_exception(exc)))
+        _record_failure(exc, message, output_dir, job, progress)
         _write_report(cfg, output_dir, multirun)
         where = f" (checkpoints and logs kept in {output_dir})"
     else:
@@ -178,8 +258,23 @@ def _on_exception(exc: Exception, cfg: DictConfig, output_dir: Path, job: JobRes
     sys.exit(1)
 
 
-def _on_finish(result: TrainResult, cfg: DictConfig, output_dir: Path, job: JobResult, *, multirun: bool,
-               rank: int) -> float | None:
+def _record_failure(exc: Exception, message: str, output_dir: Path, job: JobResult, progress: FitProgress) -> None:
+    """``status.json`` failed, ``FAILED`` with the traceback, a failed ``job_result.json``, no ``metrics.json``
+    (one from an earlier attempt would read as this one's); on a full disk whatever still fits."""
+    _set_status(lambda: RunStatus.end(output_dir, "failed", progress.step, message,
+                                      resumed_from=progress.resumed_from))
+    _remove(output_dir / RunMetrics.FILE)
+    job.status, job.error, job.optimized_metric, job.finished_at = "failed", message, math.nan, time.time()
+    for write in (lambda: write_failed(output_dir, "".join(traceback.format_exception(exc))),
+                  lambda: job.write(output_dir)):
+        try:
+            write()
+        except OSError as err:
+            log.warning(f"Could not record the failure: {err}")
+
+
+def _on_finish(result: TrainResult, cfg: DictConfig, output_dir: Path, job: JobResult, progress: FitProgress, *,
+               multirun: bool, rank: int) -> float | None:
     """Record a run that went through: ``metrics.json`` (or ``FAILED`` when a callback stopped it), the job
     record, the summary and the report; a single run a callback stopped then exits with status 1."""
     value = optimized_value(cfg.get("optimized_metric"), result.metrics, result.failed)
@@ -189,10 +284,14 @@ def _on_finish(result: TrainResult, cfg: DictConfig, output_dir: Path, job: JobR
         job.seconds, job.finished_at = round(time.time() - (job.started_at or 0.0), 2), time.time()
         if result.failed:
             job.error = result.stopped_by
+            _remove(output_dir / RunMetrics.FILE)
             write_failed(output_dir, f"stopped by a callback: {result.stopped_by}\n")
         else:
             RunMetrics.from_dict(job.to_dict()).write(output_dir)
+            _remove(output_dir / FAILED_FILE)  # an earlier attempt's: this one finished
         job.write(output_dir)
+        _set_status(lambda: RunStatus.end(output_dir, "failed" if result.failed else "finished", progress.step,
+                                          result.stopped_by, resumed_from=progress.resumed_from))
         _print_summary(output_dir, result, value, cfg)
         _write_report(cfg, output_dir, multirun)  # a failing report only warns: the run is trained
     if result.failed and not multirun:

@@ -20,8 +20,8 @@ from runner.allocator import keep_freed_memory
 from runner.checks import check_config, resolve_ckpt_path
 from runner.hparams import log_hyperparameters
 from runner.instantiate import instantiate_callbacks, instantiate_loggers
-from runner.launch.ddp import prepare_ddp_subprocess_launch
-from runner.launch.requeue import requeued_resume_path
+from runner.launch.ddp import global_rank, prepare_ddp_subprocess_launch
+from runner.launch.requeue import drop_rows_after_checkpoint, requeued_resume_path
 from runner.run_wrapper import run_wrapper
 from runner.train_result import FitProgress, TrainResult
 
@@ -77,6 +77,12 @@ def train(cfg: DictConfig, output_dir: Path, progress: FitProgress | None = None
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     ckpt_path = ckpt_path or requeued_resume_path(ckpt_path, output_dir)  # a requeued SLURM job continues
+    progress.resumed_from = ckpt_path
+    if ckpt_path and cfg.get("train", True) and global_rank() == 0:
+        # rows an interrupted run logged after its checkpoint are trained (and logged) again
+        epoch, step, dropped = drop_rows_after_checkpoint(ckpt_path, output_dir)
+        if dropped:
+            log.info(f"Dropped {dropped} csv rows logged after the checkpoint (epoch {epoch}, global step {step})")
     if cfg.get("train", True):
         log.info("Starting training" + (f" from {ckpt_path}" if ckpt_path else ""))
         progress.fit_started = True

@@ -19,11 +19,18 @@ class FitProgress:
         trainer: the Trainer, once it is built.
         fit_started: ``trainer.fit`` was called.
         start_step: the global step training started from (after a resume), set at ``on_train_start``.
+        resumed_from: the checkpoint ``fit`` resumes from, None for a fresh start.
     """
 
     trainer: Any = None
     fit_started: bool = False
     start_step: int | None = None
+    resumed_from: str | None = None
+
+    @property
+    def step(self) -> int | None:
+        """The global step the run reached (None before training started: before the checkpoint is restored)."""
+        return None if self.trainer is None or self.start_step is None else int(self.trainer.global_step)
 
     @property
     def trained(self) -> bool:

@@ -23,12 +23,15 @@ from runner.artifacts import (
     TENSORBOARD_DIR,
     JobResult,
     RunMetrics,
+    RunStatus,
     csv_metrics_files,
     failure_text,
     job_dirs,
+    pid_alive,
 )
 
 __all__ = [
+    "RunState",
     "Series",
     "SweepJob",
     "epoch_of_step",
@@ -40,6 +43,7 @@ __all__ = [
     "read_overrides",
     "read_result",
     "read_scalars",
+    "read_status",
     "read_sweep",
     "read_tensorboard_scalars",
 ]
@@ -190,6 +194,50 @@ def failure_reason(run_dir: Path, result: JobResult | None) -> str:
         lines = [line for line in text.strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else ""
     return reason
+
+
+@dataclass
+class RunState:
+    """A run directory's status as its report shows it.
+
+    Attributes:
+        state: running, interrupted, failed, finished, or ``unknown``.
+        reason: why it failed or was interrupted, one line.
+        step: the global step the latest attempt reached, when known.
+        attempts: each start of the run (``status.json``'s history), oldest first.
+    """
+
+    state: str
+    reason: str = ""
+    step: int | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_status(run_dir: Path, result: JobResult | None = None) -> RunState:
+    """The run's one status: ``status.json``; for a directory written before it existed, ``FAILED``,
+    ``metrics.json`` and ``job_result.json`` (``result``) as they were read then.
+
+    A ``running`` attempt whose process no longer runs on this host was killed (``kill -9``, out of
+    memory, the machine went down): it shows as interrupted.
+    """
+    status = RunStatus.read(run_dir)
+    if status is not None and status.state:
+        state, reason = status.state, status.reason or ""
+        last = status.attempts[-1] if status.attempts else {}
+        if state == "running" and last.get("pid") and last.get("host") == _host() and not pid_alive(int(last["pid"])):
+            state, reason = "interrupted", f"its process ({last['pid']}) ended without a record: killed"
+        return RunState(state, reason, status.step, list(status.attempts))
+    if (run_dir / FAILED_FILE).is_file() or (result is not None and result.status == "failed"):
+        return RunState("failed", failure_reason(run_dir, result))
+    if RunMetrics.read(run_dir) is not None or (result is not None and result.status == "ok"):
+        return RunState("finished")
+    return RunState("unknown")
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def read_csv_table(path: Path) -> list[list[str]]:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from runner.artifacts import (
+    CHECKPOINTS_DIR,
     FAILED_FILE,
     JOB_RESULT_FILE,
     METRICS_FILE,
     JobResult,
     RunMetrics,
+    RunStatus,
     csv_metrics_files,
     failure_text,
     last_checkpoint,
+    pid_alive,
     read_json,
     slurm_log,
+    stale_temporaries,
     write_failed,
     write_json,
 )
@@ -138,3 +145,40 @@ def test_slurm_log_names(tmp_path: Path) -> None:
     assert slurm_log(tmp_path, "out", task=1) == tmp_path / "slurm.1.out"
     with pytest.raises(ValueError, match="stream can be out or err, got 'log'"):
         slurm_log(tmp_path, "log")
+
+
+def test_run_status_records_each_attempt_and_the_latest_state(tmp_path: Path) -> None:
+    assert RunStatus.read(tmp_path) is None
+    RunStatus.begin(tmp_path)
+    assert RunStatus.read(tmp_path).state == "running"
+    RunStatus.end(tmp_path, "interrupted", 12, "interrupted by SIGTERM")
+    RunStatus.begin(tmp_path, resumed_from="last")
+    status = RunStatus.end(tmp_path, "finished", 20, resumed_from="/run/checkpoints/last.ckpt")
+    back = RunStatus.read(tmp_path)
+    assert back.to_dict() == status.to_dict()
+    assert (back.state, back.step, back.reason) == ("finished", 20, None)
+    first, second = back.attempts
+    assert (first["state"], first["step"], first["reason"]) == ("interrupted", 12, "interrupted by SIGTERM")
+    assert (second["state"], second["step"], second["resumed_from"]) == ("finished", 20, "/run/checkpoints/last.ckpt")
+    assert second["pid"] == os.getpid() and second["ended_at"] >= second["started_at"]
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a renamed temporary file
+    with pytest.raises(ValueError, match="state can be interrupted, failed, finished, got 'running'"):
+        RunStatus.end(tmp_path, "running", 1)
+
+
+def test_stale_temporaries_are_those_of_writers_no_longer_running(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    (tmp_path / CHECKPOINTS_DIR).mkdir()
+    dead = [tmp_path / CHECKPOINTS_DIR / f".last.ckpt.{gone.pid}.tmp", tmp_path / f".FAILED.{gone.pid}.tmp"]
+    alive = [tmp_path / CHECKPOINTS_DIR / f".epoch_001.ckpt.{os.getpid()}.tmp", tmp_path / CHECKPOINTS_DIR / "last.ckpt",
+             tmp_path / ".notes.tmp"]
+    for path in (*dead, *alive):
+        path.write_bytes(b"x")
+    assert stale_temporaries(tmp_path) == sorted(dead)
+    assert pid_alive(os.getpid()) and not pid_alive(gone.pid)
+
+
+def test_write_failed_leaves_no_temporary(tmp_path: Path) -> None:
+    write_failed(tmp_path, "why\n")
+    assert failure_text(tmp_path) == "why\n" and [p.name for p in tmp_path.iterdir()] == [FAILED_FILE]

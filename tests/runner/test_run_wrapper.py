@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +23,7 @@ from runner.artifacts import (
     FAILED_FILE,
     JOB_RESULT_FILE,
     METRICS_FILE,
+    STATUS_FILE,
 )
 from runner.run_wrapper import is_fresh_run_dir, keeps_failed_run_dir, optimized_value, rank_message, run_wrapper
 from runner.train_result import FitProgress, TrainResult
@@ -183,3 +190,132 @@ def test_full_error_raises(compose_cfg: Compose, monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(ValueError, match="bad value"):
         run_wrapper(train)(cfg)
+
+
+# ------------------------------------------------------------------- status.json, signals, disk full
+def _status(run_dir: Path) -> dict:
+    return json.loads((run_dir / STATUS_FILE).read_text())
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_after_training_started_is_an_interruption(compose_cfg: Compose, tmp_path: Path, capsys,
+                                                           signum: int, code: int) -> None:
+    """A real signal to this process: exit 128 + signal, status interrupted at the step reached, no records
+    of a finished or failed run, and how to resume."""
+    cfg = compose_cfg(*QUIET, job=True)
+
+    def train(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        _trained(progress, steps=7)
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the run")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_wrapper(train)(cfg)
+    assert exit_info.value.code == code
+    run_dir = tmp_path / "run"
+    status = _status(run_dir)
+    name = signal.Signals(signum).name
+    assert (status["state"], status["step"], status["reason"]) == ("interrupted", 7, f"interrupted by {name}")
+    assert [a["state"] for a in status["attempts"]] == ["interrupted"]
+    assert not (run_dir / METRICS_FILE).exists() and not (run_dir / FAILED_FILE).exists()
+    assert json.loads((run_dir / JOB_RESULT_FILE).read_text())["status"] == "interrupted"
+    err = capsys.readouterr().err
+    assert f"Interrupted by {name} at global step 7" in err and f"ckpt_path=last hydra.run.dir={run_dir}" in err
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are given back
+
+
+def test_a_signal_before_training_keeps_no_fresh_directory(compose_cfg: Compose, tmp_path: Path, capsys) -> None:
+    cfg = compose_cfg(*QUIET, job=True)
+
+    def train(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the run")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_wrapper(train)(cfg)
+    assert exit_info.value.code == 143 and not (tmp_path / "run").exists()
+    assert "Interrupted by SIGTERM before training: no run directory kept" in capsys.readouterr().err
+
+
+def test_an_exit_raised_inside_the_run_is_recorded_and_goes_on(compose_cfg: Compose, tmp_path: Path) -> None:
+    """submitit's exit after requeueing a SLURM job (``sys.exit(-1)``) keeps its code: SLURM's requeue works as before."""
+    cfg = compose_cfg(*QUIET, job=True)
+
+    def train(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        _trained(progress, steps=4)
+        sys.exit(-1)
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_wrapper(train)(cfg)
+    assert exit_info.value.code == -1
+    status = _status(tmp_path / "run")
+    assert (status["state"], status["step"], status["reason"]) == ("interrupted", 4, "interrupted by exit -1")
+
+
+def test_a_resume_that_finishes_after_a_failed_one_leaves_the_directory_finished(compose_cfg: Compose,
+                                                                               tmp_path: Path) -> None:
+    cfg = compose_cfg(*QUIET, job=True)
+    run_dir = tmp_path / "run"
+
+    def fails(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        _trained(progress, steps=5)
+        raise RuntimeError("truncated last.ckpt")
+
+    def finishes(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        _trained(progress, steps=10)
+        return TrainResult(metrics={"val/acc": 0.75})
+
+    assert run_wrapper(finishes)(cfg) == 0.75
+    with pytest.raises(SystemExit):
+        run_wrapper(fails)(cfg)
+    # the failed attempt: no metrics.json of the earlier one, a failed job_result.json
+    assert _status(run_dir)["state"] == "failed" and not (run_dir / METRICS_FILE).exists()
+    assert json.loads((run_dir / JOB_RESULT_FILE).read_text())["status"] == "failed"
+    assert run_wrapper(finishes)(cfg) == 0.75
+    status = _status(run_dir)
+    assert (status["state"], status["step"]) == ("finished", 10)
+    assert [a["state"] for a in status["attempts"]] == ["finished", "failed", "finished"]
+    assert not (run_dir / FAILED_FILE).exists() and (run_dir / METRICS_FILE).is_file()
+
+
+def test_a_full_disk_is_one_line(compose_cfg: Compose, tmp_path: Path, capsys) -> None:
+    cfg = compose_cfg(*QUIET, job=True)
+
+    def train(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        _trained(progress)
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "csv" / "metrics.csv"))
+        except OSError as err:
+            raise RuntimeError("a logger failed") from err
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_wrapper(train)(cfg)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"Error: No space left on device writing {tmp_path / 'run' / 'csv' / 'metrics.csv'} (" in err
+    assert "free); earlier checkpoints are intact" in err and "Traceback" not in err
+    assert _status(tmp_path / "run")["state"] == "failed"
+
+
+def test_a_start_removes_the_temporaries_of_killed_writers(compose_cfg: Compose, tmp_path: Path) -> None:
+    cfg = compose_cfg(*QUIET, job=True)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    stale = [checkpoints / f".last.ckpt.{dead.pid}.tmp", checkpoints / f".epoch_002.ckpt.{dead.pid}.tmp",
+             tmp_path / "run" / f".metrics.json.{dead.pid}.tmp"]
+    live = checkpoints / f".last.ckpt.{os.getppid()}.tmp"  # a running writer's file stays
+    for path in (*stale, live):
+        path.write_bytes(b"partial")
+    seen = {}
+
+    def train(cfg: DictConfig, output_dir: Path, progress: FitProgress) -> TrainResult:
+        seen["left"] = sorted(p.name for p in checkpoints.iterdir())
+        _trained(progress)
+        return TrainResult(metrics={"val/acc": 0.5})
+
+    run_wrapper(train)(cfg)
+    assert seen["left"] == [live.name]
