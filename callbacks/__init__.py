@@ -1,4 +1,4 @@
-"""Training callbacks: explanations, feature statistics, gram matrices, NaN guard, gradient norms.
+"""Training callbacks: explanations, feature statistics, gram matrices, NaN guard, gradient norms, weight EMA.
 
 Every periodic callback follows one schedule, :class:`callbacks.schedule.EveryN`; every image goes
 through :func:`callbacks.image_logging.log_image` (all attached loggers plus a PNG under
@@ -9,6 +9,7 @@ No name exported here may equal a submodule's name (``gram_matrix``, ``grad_norm
 replace the submodule attribute, and ``_target_: callbacks.<module>.<Class>`` would stop resolving.
 """
 
+from callbacks.ema_weights import EMAWeights
 from callbacks.feature_monitor import FeatureMonitorCallback
 from callbacks.grad_norm import GradNormMonitor
 from callbacks.gram_matrix import GramMatrixCallback
@@ -19,6 +20,7 @@ from callbacks.terminate_on_nan import TerminateOnNaN
 from interpret.stats import cosine_gram, effective_rank
 
 __all__ = [
+    "EMAWeights",
     "EveryN",
     "FeatureMonitorCallback",
     "GradNormMonitor",

@@ -38,7 +38,7 @@ EXPECTED_TYPES: dict[str, tuple[Any, ...]] = {
     "model.optimizer.weight_decay": _NUM,
     "data.batch_size": _INT,
     "data.image_size": _INT,
-    "data.num_workers": _INT,
+    "data.num_workers": (int, None),
 }
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "true/false", str: "a string", list: "a list", None: "null"}
 

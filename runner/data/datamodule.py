@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import lightning.pytorch as pl
@@ -14,8 +15,11 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from interpret.checks import positive_int
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD
 from interpret.layers import resolve_normalization
+from runner.data.epoch_sampler import EpochSeededSampler
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageDataModule", "SampleTargets", "tensor_dataset"]
+_log = logging.getLogger(__name__)
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageDataModule", "SampleTargets", "check_train_size", "tensor_dataset"]
 
 #: the targets of :meth:`ImageDataModule.sample_images`: int64 labels ``(n,)`` for classification, a list
 #: of ``n`` dicts ``{"boxes": (K, 4) float xyxy, "labels": (K,) int64}`` for detection
@@ -28,6 +32,11 @@ class ImageDataModule(pl.LightningDataModule):
     ``mean``/``std`` default to None, meaning "what the model expects": the runner calls
     :meth:`set_normalization` with the backbone's timm data config before training. Until
     then ImageNet statistics (timm's default) are used.
+
+    The training loader (:meth:`train_dataloader`) shuffles from ``(seed, epoch)`` so a resume from
+    an end-of-epoch checkpoint is exact, drops a last batch of a single sample (all incomplete ones
+    with ``drop_last=True``), and refuses a training set smaller than one batch (naming
+    ``data.batch_size``).
     """
 
     #: how the loaders batch samples (None: torch's default stacking; detection datamodules set their own)
@@ -42,8 +51,11 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 42,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        augment: Any = "basic",
+        drop_last: bool = False,
     ) -> None:
         super().__init__()
+        self.augment = self._check_augment(augment)
         positive_int(batch_size, "data.batch_size")
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"data.image_size must be an int >= 8, got {image_size!r}")
@@ -54,6 +66,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed if seed is not None else 0
+        self._seeded = seed is not None  # a seeded run also re-seeds the global generators each epoch
+        if not isinstance(drop_last, bool):
+            raise ValueError(f"data.drop_last must be true or false, got {drop_last!r}")
+        self.drop_last = drop_last
         self.mean: tuple[float, ...] = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std: tuple[float, ...] = tuple(std) if std is not None else IMAGENET_STD
         self._explicit_normalization = mean is not None and std is not None
@@ -70,10 +86,13 @@ class ImageDataModule(pl.LightningDataModule):
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Use the model's statistics, unless the config gave ``data.mean``/``data.std`` explicitly."""
         if self._explicit_normalization:
+            _log.info(f"Normalising with data.mean={list(self.mean)}, data.std={list(self.std)} (given; not the model's)")
             return
         if self.train_set is not None:
             raise RuntimeError("set_normalization must be called before setup()")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        _log.info(f"Normalising with the model's mean={list(self.mean)}, std={list(self.std)} (its timm pretrained "
+                  "config; data.mean/data.std override)")
 
     def use_model_normalization(self, model: nn.Module) -> None:
         """Normalise with the statistics ``model`` expects (its ``data_config``, else its timm model's).
@@ -91,11 +110,44 @@ class ImageDataModule(pl.LightningDataModule):
         std = torch.tensor(self.std, dtype=images.dtype).view(1, -1, 1, 1)
         return (images - mean) / std
 
+    # ------------------------------------------------------------ transforms
+    #: the ``data.augment`` presets this datamodule takes (in-memory generated data: its images as generated)
+    augment_presets: tuple[str, ...] = ("none", "basic")
+
+    def _check_augment(self, augment: Any) -> str:
+        """``data.augment`` as a preset name, one of :attr:`augment_presets` (one-line error naming the key)."""
+        from runner.data.transforms import check_augment
+
+        try:
+            return check_augment(augment, self.augment_presets)
+        except ValueError as err:
+            if augment in ("timm",):
+                raise ValueError(
+                    f"{err} ({type(self).__name__} holds generated images in memory; the timm preset needs "
+                    "image files: data=imagefolder or data=hf)"
+                ) from None
+            raise
+
+    def set_model_data_config(self, config: Mapping[str, Any] | None) -> None:
+        """Remember the model's timm data config (interpolation, crop_pct, crop_mode) for the transforms."""
+        self._model_data_config = dict(config) if config else None
+
+    def model_data_config(self) -> dict[str, Any] | None:
+        """The model's timm data config: the one given to :meth:`set_model_data_config`, else the attached
+        Trainer's LightningModule's ``data_config``, else None (timm's defaults)."""
+        given = getattr(self, "_model_data_config", None)
+        if given:
+            return dict(given)
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        config = getattr(module, "data_config", None) if module is not None else None
+        return dict(config) if isinstance(config, Mapping) else None
+
     # --------------------------------------------------------------- loaders
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        """An evaluation loader (in order, every sample, persistent workers)."""
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -103,12 +155,52 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
             collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """The training loader: shuffled from ``(seed, epoch)``, an incomplete last batch of 1 dropped.
+
+        The order, the workers' seeds and (in a seeded run) the global generators of each epoch depend
+        only on ``(data.seed, epoch)`` (:class:`~runner.data.epoch_sampler.EpochSeededSampler`), and the
+        epoch is in the checkpoint: a run resumed from an end-of-epoch checkpoint trains on the same
+        batches, with the same augmentation draws, as the run that was never interrupted. Workers are
+        therefore started anew each epoch (not persistent: a persistent worker would carry its
+        generator's state across epochs, which no checkpoint holds).
+
+        The last batch is dropped when it would hold a single sample (BatchNorm cannot train on it),
+        or whenever it is incomplete with ``data.drop_last=true``.
+        """
+        dataset = self.train_set
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
+        size = len(dataset)  # type: ignore[arg-type]
+        check_train_size(size, self.batch_size, self.drop_last)
+        sampler = EpochSeededSampler(dataset, self.seed, epoch=self._start_epoch(), reseed_globals=self._seeded)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            generator=sampler.generator,
+            drop_last=self.drop_last or self._per_process(size) % self.batch_size == 1,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+            collate_fn=self.collate_fn,
+        )
+
+    def _per_process(self, size: int) -> int:
+        """The training samples one process sees: all of them, or under DDP its share (Lightning's
+        DistributedSampler pads every rank to ``ceil(size / world_size)``)."""
+        world = int(getattr(getattr(self, "trainer", None), "world_size", 1) or 1)
+        return -(-size // world)
+
+    def _start_epoch(self) -> int:
+        """The epoch the training loader starts in: the attached Trainer's (restored from a checkpoint
+        on resume), else 0."""
+        trainer = getattr(self, "trainer", None)
+        loop = getattr(trainer, "fit_loop", None)
+        return int(loop.epoch_progress.current.processed) if loop is not None else 0
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
@@ -150,6 +242,16 @@ class ImageDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.mean = tuple(state_dict.get("mean", self.mean))
         self.std = tuple(state_dict.get("std", self.std))
+
+
+def check_train_size(size: int, batch_size: int, drop_last: bool = False) -> None:
+    """Raise (naming ``data.batch_size``) when a training set of ``size`` samples is smaller than one batch."""
+    if size < batch_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} is larger than the training set ({size} samples): "
+            f"use data.batch_size<={size} or more training data"
+            + (" (data.drop_last=true would leave no batch at all)" if drop_last else "")
+        )
 
 
 def tensor_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset:

@@ -7,13 +7,15 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from runner.data.datamodule import ImageDataModule
+from runner.data.datamodule import ImageDataModule, check_train_size
+from runner.data.transforms import AUGMENT_PRESETS, TransformRecipe, resolve_data_config
 from runner.paths import resolve_user_path
 
 __all__ = ["ImageFolderDataModule", "scan_image_folder", "full_scan"]
@@ -116,8 +118,9 @@ class _FolderDataset(Dataset):
 class ImageFolderDataModule(ImageDataModule):
     """Images from ``train_dir``/``val_dir`` (and optional ``test_dir``), each ``<dir>/<class>/<image>``.
 
-    Images are resized to ``image_size`` x ``image_size``; training images are also flipped
-    horizontally at random when ``augment`` is true. Start-up is cheap: folders are listed, files
+    Transforms follow the ``augment`` preset (``none``, ``basic``: resize + flip, ``timm``: timm's
+    RandomResizedCrop/RandAugment/random-erasing recipe, evaluation by ``crop_pct`` + centre crop; see
+    :mod:`runner.data.transforms`), on the model's timm data config with ``data.*`` on top. Start-up is cheap: folders are listed, files
     are filtered by extension and the first image of each class is opened, so errors name the bad
     path before training. Unreadable images met during training are skipped, counted and named in
     a warning. ``full_check=True`` opens every file once before training, in ``prepare_data`` (so
@@ -131,15 +134,26 @@ class ImageFolderDataModule(ImageDataModule):
         train_dir: str,
         val_dir: str,
         test_dir: str | None = None,
-        augment: bool = True,
+        augment: Any = "timm",
         full_check: bool = False,
+        scale: Sequence[float] = (0.08, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        auto_augment: str | None = None,
+        color_jitter: float | None = 0.4,
+        re_prob: float = 0.0,
+        interpolation: str | None = None,
+        crop_pct: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        self.recipe = TransformRecipe(
+            augment=augment, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip, auto_augment=auto_augment,
+            color_jitter=color_jitter, re_prob=re_prob, interpolation=interpolation, crop_pct=crop_pct,
+        )
+        super().__init__(augment=self.recipe.augment, **kwargs)
         if not isinstance(full_check, bool):
             raise ValueError(f"data.full_check must be true or false, got {full_check!r}")
         self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
-        self.augment = augment
         self.full_check = full_check
         self.class_names, self._train = scan_image_folder(train_dir, "data.train_dir")
         val_classes, self._val = scan_image_folder(val_dir, "data.val_dir")
@@ -163,6 +177,8 @@ class ImageFolderDataModule(ImageDataModule):
                 )
         if len(self.class_names) < 2:
             raise ValueError(f"data.train_dir: {train_dir!r} needs at least 2 class folders, found {self.class_names}")
+
+    augment_presets = AUGMENT_PRESETS
 
     def _all_samples(self) -> list[tuple[Path, str]]:
         return self._train + self._val + (self._test or [])
@@ -198,13 +214,12 @@ class ImageFolderDataModule(ImageDataModule):
                 self._test = [s for s in self._test if str(s[0]) not in bad]
 
     def _transform(self, train: bool) -> Any:
-        from torchvision import transforms as T
-
-        steps: list[Any] = [T.Resize((self.image_size, self.image_size))]
-        if train and self.augment:
-            steps.append(T.RandomHorizontalFlip())
-        steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
-        return T.Compose(steps)
+        """The split's transform: the ``data.augment`` preset (:mod:`runner.data.transforms`) on the model's data config."""
+        config = resolve_data_config(
+            self.model_data_config(), self.image_size, self.mean, self.std,
+            interpolation=self.recipe.interpolation, crop_pct=self.recipe.crop_pct,
+        )
+        return self.recipe.build(train, config)
 
     def _dataset(self, samples: list[tuple[Path, str]], train: bool) -> _FolderDataset:
         index = {c: i for i, c in enumerate(self.class_names)}
@@ -214,6 +229,8 @@ class ImageFolderDataModule(ImageDataModule):
         if self.train_set is not None:
             return
         self._drop_unreadable()
+        if stage in (None, "fit"):  # before anything trains: a set smaller than one batch names data.batch_size
+            check_train_size(len(self._train), self.batch_size, self.drop_last)
         self.train_set = self._dataset(self._train, train=True)
         self.val_set = self._dataset(self._val, train=False)
         self.test_set = self._dataset(self._test, train=False) if self._test is not None else None

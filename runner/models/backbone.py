@@ -1,6 +1,13 @@
-"""timm backbones by name, and the one path that loads ``model.weights_path`` into a model.
+"""timm backbones by name: pretrained weights from the Hugging Face hub, or ``model.weights_path``.
 
-``model.pretrained`` + ``model.weights_path`` name a local file (weights are never downloaded):
+``model.pretrained=true`` without ``model.weights_path`` goes through timm's own pretrained path
+(``timm.create_model(name, pretrained=True)``): the weights of the name's pretrained tag
+(``resnet50`` = its default tag, or ``resnet50.a1_in1k``) come from the Hugging Face hub repo
+``timm/<name>.<tag>`` and are cached under ``HF_HOME`` (``$HF_HOME/hub/models--timm--<tag>/``), so a
+second run needs no network and ``HF_HUB_OFFLINE=1`` runs from the cache; weights neither cached nor
+reachable are one error naming the tag, the repo and the ways out (:func:`pretrained_from_hub`).
+
+``model.pretrained`` + ``model.weights_path`` name a local file (nothing is downloaded):
 
 - a timm/torchvision-style state dict (``.pth``/``.bin``/``.safetensors``, e.g. ImageNet weights) goes
   through timm's own pretrained path (``pretrained_cfg_overlay=dict(file=...)``), which drops a
@@ -37,6 +44,7 @@ __all__ = [
     "create_backbone",
     "load_prefixed_weights",
     "plain",
+    "pretrained_from_hub",
     "read_weights",
 ]
 
@@ -48,15 +56,27 @@ CHECKPOINT_PREFIXES: dict[str, str] = {"classification": "backbone.", "detection
 
 @functools.lru_cache(maxsize=1)
 def _timm_model_names() -> tuple[str, ...]:
-    return tuple(timm.list_models())
+    """Every timm architecture name and every tagged name with pretrained weights (``resnet50.a1_in1k``)."""
+    return tuple(timm.list_models()) + tuple(timm.list_pretrained())
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise a ValueError naming ``model.backbone`` and the closest timm names unless timm knows ``name``."""
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, _timm_model_names(), n=5, cutoff=0.6)
-        hint = f" Closest timm names: {', '.join(close)}." if close else " See timm.list_models()."
-        raise ValueError(f"model.backbone: unknown timm model {name!r}.{hint}")
+    """Raise a ValueError naming ``model.backbone`` unless timm knows ``name``, with or without a pretrained tag.
+
+    The message lists the closest timm names (tagged ones too), or the tags of the architecture when
+    only the tag is unknown.
+    """
+    arch, _, tag = name.partition(".")
+    if timm.is_model(arch) and (not tag or name in timm.list_pretrained(f"{arch}.*")):
+        return
+    if timm.is_model(arch):
+        tags = timm.list_pretrained(f"{arch}.*")
+        known = f"its tags: {', '.join(tags)}" if tags else "it has no pretrained weights in timm"
+        raise ValueError(f"model.backbone: timm has no pretrained tag {tag!r} for {arch!r}; {known}.")
+    close = difflib.get_close_matches(name, _timm_model_names(), n=5, cutoff=0.6)
+    hint = (f" Closest timm names: {', '.join(close)}." if close
+            else " See timm.list_models() and timm.list_pretrained().")
+    raise ValueError(f"model.backbone: unknown timm model {name!r}.{hint}")
 
 
 def read_weights(weights_path: str | Path) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -91,29 +111,78 @@ def checkpoint_task(state: Mapping[str, Any]) -> str | None:
 def create_backbone(
     name: str, num_classes: int, pretrained: bool = False, weights_path: str | None = None, **kwargs: Any
 ) -> nn.Module:
-    """Create a timm model by name, never downloading weights; ``weights_path`` loads a local file.
+    """Create a timm model by name: random, pretrained from the hub (cached), or from a local weights file.
 
     How many tensors were loaded is logged; a file of which nothing matches the model is an error.
 
     Args:
-        name: a timm model name, e.g. ``resnet18`` or ``vit_tiny_patch16_224``.
-        num_classes: size of the classification head.
-        pretrained: must stay False unless ``weights_path`` is given (no network at run time).
+        name: a timm model name with or without a pretrained tag, e.g. ``resnet18``,
+            ``resnet18.a1_in1k`` or ``vit_tiny_patch16_224``.
+        num_classes: size of the classification head (a pretrained head of another size is replaced).
+        pretrained: load pretrained weights: from ``weights_path`` when given, else from the Hugging
+            Face hub through timm (see :func:`pretrained_from_hub`).
         weights_path: optional local weights file (see the module docstring).
         **kwargs: passed to ``timm.create_model`` (e.g. ``img_size`` for ViTs, ``drop_rate``, ``in_chans``).
 
     Raises:
-        ValueError: unknown model name (with the closest timm names), ``pretrained`` without a file, or a
-            weights file that does not fit the model.
+        ValueError: unknown model name or tag (with the closest timm names), or a weights file that
+            does not fit the model.
+        FileNotFoundError: hub weights that are neither cached nor reachable (one line: the tag, the
+            repo, the three ways out).
     """
     check_backbone_name(name)
     if pretrained and not weights_path:
-        raise ValueError(
-            "model.pretrained=true needs model.weights_path (a local file): weights are never downloaded."
-        )
+        return pretrained_from_hub(name, num_classes, **kwargs)
     if not weights_path:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     return backbone_from_state(name, num_classes, *read_weights(weights_path), **kwargs)
+
+
+def pretrained_from_hub(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=True, ...)``: the weights of ``name``'s tag from the Hugging Face hub.
+
+    huggingface_hub caches them under ``HF_HOME`` (``hub/models--timm--<arch>.<tag>/``) and reads that
+    cache first; with ``HF_HUB_OFFLINE=1`` it reads only the cache. The pretrained config of the weights
+    (mean, std, input size, crop_pct, interpolation) is logged: the model's ``data_config`` comes from it.
+
+    Raises:
+        ValueError: timm has no pretrained weights for ``name``.
+        FileNotFoundError: the weights are not cached and the hub cannot be reached, in one line naming
+            the tag, the repo and the ways out (connect once, copy the cache, ``model.weights_path``).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        tagged = timm.list_pretrained(f"{name.partition('.')[0]}.*")
+        raise ValueError(
+            f"model.pretrained=true: timm has no pretrained weights for {name!r}"
+            + (f"; tagged names with weights: {', '.join(tagged)}" if tagged else "")
+            + "; set model.pretrained=false or give model.weights_path"
+        )
+    tag = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
+    source = f"Hugging Face hub repo {cfg.hf_hub_id}" if cfg.hf_hub_id else f"{cfg.url}"
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    except LocalEntryNotFoundError as err:
+        offline = " (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else ""
+        cache = constants.HF_HUB_CACHE
+        folder = f"models--{cfg.hf_hub_id.replace('/', '--')}" if cfg.hf_hub_id else "the weights"
+        raise FileNotFoundError(
+            f"model.pretrained=true: the weights {tag} ({source}) are not in the cache {cache} and the hub "
+            f"cannot be reached{offline}. Either connect once (the first run caches them), or copy a cache "
+            f"holding {folder} into {cache} (HF_HOME), or set model.weights_path=<a local weights file>."
+        ) from err
+    data = model.pretrained_cfg
+    log.info(
+        f"Loaded pretrained weights {tag} from the {source} (cache {constants.HF_HUB_CACHE}); "
+        + (f"head: new, {num_classes} classes; " if num_classes else "")
+        + f"pretrained config: mean={data.get('mean')}, std={data.get('std')}, "
+        f"input_size={data.get('input_size')}, crop_pct={data.get('crop_pct')}, "
+        f"interpolation={data.get('interpolation')}"
+    )
+    return model
 
 
 def backbone_from_state(

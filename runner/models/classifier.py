@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+from timm.data.mixup import mixup_target
+from timm.loss import SoftTargetCrossEntropy
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from runner.models.backbone import accepts_img_size, create_backbone, plain
+from runner.models.mixup import build_mixup
 from runner.models.module import TaskModule
 
 __all__ = ["ImageClassifier"]
@@ -35,6 +38,11 @@ class ImageClassifier(TaskModule):
 
     Layers are addressable by ``named_modules()`` names: the timm model sits under
     ``backbone``, so ResNet stages are ``backbone.layer1`` ... ``backbone.layer4``.
+
+    ``mixup`` (``model.mixup``) turns on timm's Mixup/CutMix with a soft-target loss in training;
+    ``train/acc`` then compares the predictions on the mixed images with the hard labels (the
+    label each mixed image weighs ``lam``). ``channels_last`` puts the weights and inputs in
+    channels-last memory format; ``layer_decay`` see :class:`~runner.models.module.TaskModule`.
 
     Metrics: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best`` (the best
     over the whole run, kept in the checkpoint as ``val_acc_best``), ``test/loss``, ``test/acc``.
@@ -59,12 +67,17 @@ class ImageClassifier(TaskModule):
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
         compile: bool = False,
+        mixup: Mapping[str, Any] | None = None,
+        layer_decay: float | None = None,
+        channels_last: bool = False,
     ) -> None:
         if num_classes is None or num_classes < 2:
             raise ValueError(f"model.num_classes must be an int >= 2 (taken from the datamodule), got {num_classes}")
-        super().__init__(optimizer, scheduler, scheduler_interval, scheduler_monitor="val/loss")
+        super().__init__(optimizer, scheduler, scheduler_interval, scheduler_monitor="val/loss", layer_decay=layer_decay)
+        self.mixup = build_mixup(mixup, num_classes, label_smoothing)
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
         backbone_kwargs = plain(backbone_kwargs or {})
+        mixup = plain(dict(mixup)) if mixup else None
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
         kwargs = dict(backbone_kwargs)
         kwargs.setdefault("in_chans", in_chans)
@@ -73,6 +86,8 @@ class ImageClassifier(TaskModule):
         self.backbone = create_backbone(backbone, num_classes, pretrained, weights_path, **kwargs)
         self.label_smoothing = label_smoothing
         self.compile_backbone = compile
+        self.channels_last = bool(channels_last)
+        self.soft_target_loss = SoftTargetCrossEntropy()
 
         self.train_acc = MulticlassAccuracy(num_classes=num_classes)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes)
@@ -99,7 +114,7 @@ class ImageClassifier(TaskModule):
 
     # -------------------------------------------------------------- training
     def _shared_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        x, y = batch[0], batch[1]
+        x, y = self._memory_format(batch[0]), batch[1]
         out = self.forward_features(x)
         loss = F.cross_entropy(out["logits"], y, label_smoothing=self.label_smoothing)
         return {
@@ -109,8 +124,27 @@ class ImageClassifier(TaskModule):
             "targets": y,
         }
 
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in channels-last memory format when ``model.channels_last`` is on (image batches only)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def _mixed_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Mixup/CutMix (timm's ``Mixup``) and the soft-target loss; ``targets`` stay the hard labels.
+
+        ``Mixup`` mixes each image with the batch's reversed order; its label (the one ``targets``
+        holds) weighs ``lam``. A batch of odd size (the epoch's last) is not mixed, only smoothed.
+        """
+        x, y = self._memory_format(batch[0]), batch[1]
+        if x.shape[0] % 2 == 0:
+            x, soft = self.mixup(x, y)
+        else:
+            soft = mixup_target(y, self.mixup.num_classes, smoothing=self.mixup.label_smoothing)
+        out = self.forward_features(x)
+        loss = self.soft_target_loss(out["logits"], soft)
+        return {"loss": loss, "logits": out["logits"].detach(), "features": out["features"].detach(), "targets": y}
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        out = self._shared_step(batch)
+        out = self._mixed_step(batch) if self.mixup is not None else self._shared_step(batch)
         # forward (value of this step + accumulate) only where a step-level value is logged;
         # update() for epoch-level metrics (a forward also computes and merges a batch-level value)
         self.train_loss(out["loss"].detach())
@@ -145,5 +179,7 @@ class ImageClassifier(TaskModule):
 
     # ------------------------------------------------------------- compile
     def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         if self.compile_backbone and stage == "fit":
             self.backbone = torch.compile(self.backbone)

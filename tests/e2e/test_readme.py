@@ -16,6 +16,8 @@ written in the README's "Tests and benchmarks" section):
   ``cat.png`` and ``dog.jpg``, the user's pictures they name;
 - a command marked ``# [cluster]`` needs hardware CI does not have: it is only composed,
   ``python run.py <overrides without -m> --cfg all``;
+- a command marked ``# [network]`` needs the network (the Hugging Face hub): it is only composed, like
+  ``# [cluster]``'s;
 - a command marked ``# [slurm]`` submits real jobs to the one-node SLURM cluster the tests start on
   this machine: ``tests/test_slurm/test_readme_slurm.py`` runs it, by the same rules as here (its
   session fixture starts the cluster), and checks its jobs; this module checks that such lines exist;
@@ -45,6 +47,7 @@ README = REPO / "README.md"
 TIMEOUT_S = 420  # per command; DDP jobs start two processes on a busy 2-core machine
 CLUSTER_MARK = "[cluster]"
 SLURM_MARK = "[slurm]"
+NETWORK_MARK = "[network]"  # needs the Hugging Face hub: only composed
 LIMITS = ("++trainer.limit_train_batches=5", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2")
 NO_TRAINING = ("--help", "-h", "--cfg", "--info")
 
@@ -55,6 +58,7 @@ class Command:
     line: int
     cluster: bool
     slurm: bool = False  # run against the local SLURM cluster, by tests/test_slurm/test_readme_slurm.py
+    network: bool = False  # needs the Hugging Face hub: only composed, like a cluster line
 
     @property
     def script(self) -> str:
@@ -97,7 +101,7 @@ def readme_commands(text: str) -> list[Command]:
         code = code.strip()
         if not code or code.startswith("make "):
             continue
-        commands.append(Command(code, start, CLUSTER_MARK in comment, SLURM_MARK in comment))
+        commands.append(Command(code, start, CLUSTER_MARK in comment, SLURM_MARK in comment, NETWORK_MARK in comment))
     return commands
 
 
@@ -142,7 +146,7 @@ def _argv(cmd: Command) -> list[str]:
     args = cmd.args
     if cmd.script in ("explain.py", "-m"):
         return args  # explain.py and runner.report train nothing: run as written
-    if cmd.cluster:
+    if cmd.cluster or cmd.network:
         return [a for a in args if a not in ("-m", "--multirun")] + ["--cfg", "all"]
     if any(a in NO_TRAINING for a in args):
         return args
@@ -204,5 +208,8 @@ def test_readme_command(cmd: Command, workspace: Path) -> None:
         assert "hparams_search" in out
     if "ckpt_path=" in cmd.text:
         assert "Restoring states from the checkpoint" in out
+    if cmd.network:
+        assert "_target_" in out, out[-3000:]
+        return
     if "weights_path=" in cmd.text:
         assert re.search(r"Loaded \d+ of \d+ tensors", out), out[-3000:]

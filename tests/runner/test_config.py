@@ -61,6 +61,12 @@ def extra_overrides(group: str, option: str, tmp_path: Path) -> list[str]:
     """What an option needs besides itself to be complete."""
     if (group, option) == ("data", "imagefolder"):
         return [f"data.train_dir={tmp_path / 'train'}", f"data.val_dir={tmp_path / 'val'}"]
+    if (group, option) == ("experiment", "finetune_imagefolder"):
+        return [f"data.train_dir={tmp_path / 'train'}", f"data.val_dir={tmp_path / 'val'}"]
+    if (group, option) == ("data", "hf"):
+        return [f"data.path={tmp_path / 'hf'}"]
+    if (group, option) == ("experiment", "finetune_hf"):
+        return [f"data.path={tmp_path / 'hf'}"]
     if (group, option) == ("data", "coco_folder"):
         return [f"data.{split}_{kind}={tmp_path / split}{'.json' if kind == 'annotations' else ''}"
                 for split in ("train", "val") for kind in ("annotations", "images")]
@@ -120,9 +126,9 @@ def test_group_choice_is_applied(compose_cfg: Compose, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("experiment", GROUPS["experiment"])
-def test_experiment_changes_the_defaults(compose_cfg: Compose, experiment: str) -> None:
+def test_experiment_changes_the_defaults(compose_cfg: Compose, experiment: str, tmp_path: Path) -> None:
     base = compose_cfg(job=True)
-    cfg = compose_cfg(f"experiment={experiment}", job=True)
+    cfg = compose_cfg(f"experiment={experiment}", *extra_overrides("experiment", experiment, tmp_path), job=True)
     assert OmegaConf.to_container(cfg, resolve=True) != OmegaConf.to_container(base, resolve=True)
     check_config(cfg)
 

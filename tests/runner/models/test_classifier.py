@@ -66,8 +66,12 @@ def test_num_classes_required() -> None:
         ImageClassifier(backbone="resnet18", num_classes=None)
 
 
-def test_pretrained_without_weights_path_raises() -> None:
-    with pytest.raises(ValueError, match="weights_path"):
+def test_pretrained_without_weights_path_or_cached_hub_weights_raises(tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, offline
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match=r"resnet18\.a1_in1k .*model\.weights_path"):
         ImageClassifier(backbone="resnet18", num_classes=10, pretrained=True)
 
 

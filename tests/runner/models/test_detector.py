@@ -46,8 +46,8 @@ def test_bad_arguments_name_the_field() -> None:
         ObjectDetector(num_classes=None)
     with pytest.raises(ValueError, match="model.backbone"):
         ObjectDetector(backbone="resnet181", num_classes=4)
-    with pytest.raises(ValueError, match="model.pretrained"):
-        ObjectDetector(num_classes=4, pretrained=True)
+    with pytest.raises(ValueError, match="model.backbone: timm has no pretrained tag"):
+        ObjectDetector(backbone="resnet18.bogus", num_classes=4, pretrained=True)
 
 
 def test_fine_tune_the_backbone_from_a_classifier_checkpoint(tmp_path) -> None:
