@@ -148,4 +148,9 @@ def test_failed_resume_keeps_the_earlier_run(cli, tmp_path: Path) -> None:
     (run_dir / "checkpoints" / "last.ckpt").write_text("not a checkpoint")
     res = cli("ckpt_path=last", "debug=fdr", f"hydra.run.dir={run_dir}")
     assert res.returncode == 1
-    assert (run_dir / "metrics.json").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "report.html").is_file()
+    # one status for the directory (issue 21): the failed resume, with the earlier finished attempt in its history;
+    # the earlier attempt's metrics.json goes, so no stale "finished" record sits beside the failure
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and [a["state"] for a in status["attempts"]] == ["finished", "failed"]
+    assert not (run_dir / "metrics.json").exists()
