@@ -22,7 +22,7 @@ from runner.explain.inputs import CKPT_PATH_HELP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_checkpoint", "load_checkpoint_model", "run_dir_of", "saved_config", "saved_config_file", "sha256_of"]
+__all__ = ["ema_state_dict", "find_checkpoint", "load_checkpoint_model", "run_dir_of", "saved_config", "saved_config_file", "sha256_of"]
 
 
 def _best_from_metrics(run_dir: Path) -> Path | None:
@@ -156,7 +156,27 @@ def _from_hparams(ckpt: Path, checkpoint: dict[str, Any]) -> torch.nn.Module:
     return ImageClassifier(**{**hparams, "pretrained": False, "weights_path": None, "compile": False})
 
 
-def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def ema_state_dict(ckpt: Path, checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The EMA weights a run with ``callbacks=[default,ema]`` saved in its checkpoint.
+
+    :class:`callbacks.ema_weights.EMAWeights` keeps them in its callback state
+    (``checkpoint["callbacks"][<its state key>]["ema_state_dict"]``), keyed as the model's own ``state_dict``.
+
+    Raises:
+        ValueError: naming ``weights=ema``: the checkpoint has no EMA weights.
+    """
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, dict) and isinstance(state.get("ema_state_dict"), dict):
+            return state["ema_state_dict"]
+    raise ValueError(
+        f"weights=ema: {str(ckpt)!r} holds no EMA weights (train with callbacks=[default,ema] to keep them); "
+        "use weights=model"
+    )
+
+
+def load_checkpoint_model(
+    ckpt: Path, train_cfg: DictConfig | None, device: torch.device, weights: str = "model"
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model and load its weights.
 
     Args:
@@ -164,6 +184,7 @@ def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torc
         train_cfg: the run's saved config (its ``model`` node is instantiated); None: the model is
             rebuilt from the hyperparameters stored in the checkpoint.
         device: where the model goes.
+        weights: ``model`` (the trained weights) or ``ema`` (the EMA average, :func:`ema_state_dict`).
 
     Returns:
         the model (in eval mode, on ``device``) and the loaded checkpoint dict.
@@ -176,7 +197,10 @@ def load_checkpoint_model(ckpt: Path, train_cfg: DictConfig | None, device: torc
         model = _from_config(train_cfg, dict(checkpoint.get("hyper_parameters") or {}))
     else:
         model = _from_hparams(ckpt, checkpoint)
-    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    state_dict = ema_state_dict(ckpt, checkpoint) if weights == "ema" else checkpoint["state_dict"]
+    if weights == "ema":
+        log.info("Explaining the EMA weights of the checkpoint (weights=ema)")
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise ValueError(
             f"ckpt_path: the weights of {str(ckpt)!r} do not fit the model of its config "

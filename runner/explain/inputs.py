@@ -16,8 +16,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interpret.checks import positive_int, unit_interval
 
-__all__ = ["CKPT_PATH_HELP", "ExplainInputs", "check_inputs"]
+__all__ = ["CKPT_PATH_HELP", "WEIGHTS", "ExplainInputs", "check_inputs"]
 
+#: the ``weights`` key: the trained weights, or the EMA average of ``callbacks/ema_weights.py``
+WEIGHTS = ("model", "ema")
 CKPT_PATH_HELP = "ckpt_path is required: a checkpoint file or a run directory, e.g. ckpt_path=outputs/train/runs/<run>"
 
 
@@ -44,6 +46,8 @@ class ExplainInputs:
         metric_images: detection runs: validation images scored (None: all).
         colormap: the overlays' matplotlib colormap.
         alpha: the heatmap's opacity in the overlays.
+        weights: which weights of the checkpoint are explained: ``model`` (the trained weights) or
+            ``ema`` (the exponential moving average kept by ``callbacks=[default,ema]``).
     """
 
     ckpt_path: str
@@ -64,6 +68,7 @@ class ExplainInputs:
     metric_images: int | None = None
     colormap: str = "viridis"
     alpha: float = 0.4
+    weights: str = "model"
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -193,6 +198,9 @@ def check_inputs(cfg: DictConfig) -> ExplainInputs:
     metric_kwargs = _as_dict(cfg.get("metric_kwargs"), "metric_kwargs")
     colormap = cfg.get("colormap", "viridis")
     check_colormap(colormap, "colormap")
+    weights = cfg.get("weights", "model")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights can be {' or '.join(WEIGHTS)}, got {weights!r}")
     return ExplainInputs(
         ckpt_path=ckpt_path,
         images=images,
@@ -212,4 +220,5 @@ def check_inputs(cfg: DictConfig) -> ExplainInputs:
         metric_images=metric_images,
         colormap=str(colormap),
         alpha=alpha,
+        weights=str(weights),
     )

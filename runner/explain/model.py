@@ -89,13 +89,14 @@ def _normalization(datamodule: Any, checkpoint: dict, model: torch.nn.Module) ->
     return data_normalization(datamodule, model)
 
 
-def load_model(ckpt: Path, device: torch.device, need_samples: bool) -> LoadedModel:
+def load_model(ckpt: Path, device: torch.device, need_samples: bool, weights: str = "model") -> LoadedModel:
     """Rebuild the model of ``ckpt`` (from its run's saved config when there is one) with its data settings.
 
     Args:
         ckpt: the checkpoint file.
         device: where the model goes.
         need_samples: no images were given: the run's datamodule must be rebuilt for its samples.
+        weights: ``model`` or ``ema`` (the checkpoint's EMA weights).
 
     Raises:
         ValueError: the checkpoint cannot be rebuilt, or samples are needed and there is no datamodule.
@@ -104,7 +105,7 @@ def load_model(ckpt: Path, device: torch.device, need_samples: bool) -> LoadedMo
     train_cfg = saved_config(run_dir)
     if train_cfg is None:
         log.warning(f"No run config in {run_dir}: the model is rebuilt from the checkpoint's hyperparameters")
-    model, checkpoint = load_checkpoint_model(ckpt, train_cfg, device)
+    model, checkpoint = load_checkpoint_model(ckpt, train_cfg, device, weights)
     datamodule = _datamodule(train_cfg, checkpoint, model, need=need_samples)
     mean, std = _normalization(datamodule, checkpoint, model)
     return LoadedModel(

@@ -73,7 +73,7 @@ def _provenance(inputs: ExplainInputs, loaded: LoadedModel) -> dict[str, Any]:
     config = saved_config_file(loaded.run_dir)
     return {
         "checkpoint": {"path": str(loaded.ckpt), "sha256": sha256_of(loaded.ckpt), "run_dir": str(loaded.run_dir),
-                       "config": str(config) if config else None},
+                       "config": str(config) if config else None, "weights": inputs.weights},
         "git_commit": git_commit(),
         "versions": library_versions(PACKAGES),
         "seed": inputs.seed,
@@ -98,7 +98,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     pictures = _pictures(inputs)
     log.info(f"Checkpoint: {ckpt}")
     _seed(inputs.seed)
-    loaded = load_model(ckpt, inputs.device, need_samples=not inputs.images)
+    loaded = load_model(ckpt, inputs.device, need_samples=not inputs.images, weights=inputs.weights)
     phases = phases_for(loaded.model)
     phases.check(inputs, loaded)
     samples = phases.samples(inputs, loaded, pictures)

@@ -31,6 +31,7 @@ def test_defaults_give_every_key() -> None:
     assert (inputs.num_samples, inputs.batch_size, inputs.num_features, inputs.seed) == (8, 32, 16, 42)
     assert (inputs.detection_threshold, inputs.max_detections, inputs.metric_images) == (0.5, 10, None)
     assert (inputs.colormap, inputs.alpha, inputs.metrics, inputs.device) == ("viridis", 0.4, False, torch.device("cpu"))
+    assert inputs.weights == "model" and check_inputs(_cfg(weights="ema")).weights == "ema"
     assert check_inputs(_cfg(methods=["GradCAM++", "gradcam++"])).methods == ["gradcam++"]  # aliases, no repeats
 
 
@@ -58,6 +59,7 @@ def test_defaults_give_every_key() -> None:
         ("metric_kwargs", 3, "metric_kwargs must be a mapping"),
         ("device", "tpu", "device can be cpu, cuda, cuda:<index> or auto, got 'tpu'"),
         ("colormap", "nocmap", "colormap"),
+        ("weights", "swa", "weights can be model or ema, got 'swa'"),
         ("ckpt_path", "", "ckpt_path is required"),
         ("ckpt_path", "???", "ckpt_path is required"),
     ],
@@ -93,6 +95,7 @@ def test_check_inputs_names_the_field() -> None:
         ("num_samples", 0, "num_samples must be an int >= 1"),
         ("batch_size", 0, "batch_size must be an int >= 1"),
         ("colormap", "nocmap", "colormap"),
+        ("weights", "swa", "weights can be model or ema, got 'swa'"),
     ]:
         cfg = base.copy()
         cfg[key] = value

@@ -142,3 +142,20 @@ def test_finetune_imagefolder_experiment_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "val/acc_ema_best" in proc.stdout + proc.stderr
+
+    # explain.py weights=ema explains the EMA weights saved in the checkpoint, weights=model the trained ones
+    from runner.explain.checkpoint import find_checkpoint, load_checkpoint_model, saved_config
+
+    ckpt = find_checkpoint(str(tmp_path / "run"))
+    config = saved_config(tmp_path / "run")
+    ema_model, checkpoint = load_checkpoint_model(ckpt, config, torch.device("cpu"), weights="ema")
+    trained, _ = load_checkpoint_model(ckpt, config, torch.device("cpu"), weights="model")
+    ema_state = next(s["ema_state_dict"] for s in checkpoint["callbacks"].values() if "ema_state_dict" in s)
+    key = "model.head.fc.weight" if "model.head.fc.weight" in ema_state else next(k for k in ema_state if k.endswith("weight"))
+    assert torch.equal(ema_model.state_dict()[key], ema_state[key])
+    assert torch.equal(trained.state_dict()[key], checkpoint["state_dict"][key])
+    assert not torch.equal(ema_state[key], checkpoint["state_dict"][key])
+    del checkpoint["callbacks"]
+    torch.save(checkpoint, tmp_path / "no_ema.ckpt")
+    with pytest.raises(ValueError, match=r"^weights=ema: .* holds no EMA weights"):
+        load_checkpoint_model(tmp_path / "no_ema.ckpt", config, torch.device("cpu"), weights="ema")
