@@ -47,9 +47,11 @@ slurm-up: slurm
 slurm-down:
 	$(PYTHON) scripts/slurm_local.py stop
 
-## the whole test suite (slow tests included); narrow it with ARGS="-k gradcam"
+## the whole test suite (slow tests included) in JOBS pytest-xdist workers; narrow it with ARGS="-k gradcam"
+## (the README's commands and the SLURM tests each stay on one worker, in order: tests/conftest.py)
+JOBS ?= 2
 test: install chromium slurm
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
 
 ## the benchmarks (ratios against baselines measured in the same run); REPEATS runs of each side, medians
 REPEATS ?= 5
