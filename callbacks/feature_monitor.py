@@ -124,10 +124,12 @@ class FeatureMonitorCallback(Callback):
     ``sparsity`` is the fraction of activations exactly zero (e.g. after a ReLU).
 
     ``layer_names="auto"`` (the default) picks 3 evenly spaced feature stages of the model, the
-    last included (:func:`auto_layer_names`: timm's ``feature_info``, e.g. ``backbone.layer1,
-    backbone.layer2, backbone.layer4`` for a ResNet, ``backbone.stages.0/2/3`` for a ConvNeXt,
-    ``backbone.blocks.3/7/11`` for a ViT). Names are ``named_modules()`` names, checked at
-    ``setup``; a wrong one fails with the closest names.
+    last included, each after its activation (:func:`auto_layer_names`: timm's ``feature_info``,
+    e.g. ``backbone.layer1, backbone.layer2, backbone.layer4`` for a ResNet,
+    ``backbone.stages.0/2/3`` for a ConvNeXt, ``backbone.blocks.3/7/11`` for a ViT; any other
+    model is probed with one forward at ``setup``: ``layer1, layer2, layer4`` of torchvision's
+    resnet18, the ReLUs of a plain CNN; never the logits). Names are ``named_modules()`` names,
+    checked at ``setup``; a wrong one fails with the closest names.
 
     Custom statistics (the override point): add running sums in :meth:`batch_statistics`, say
     how they combine in ``reductions``, name the logged values in ``stat_names`` and derive them
@@ -210,7 +212,11 @@ class FeatureMonitorCallback(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        names = auto_layer_names(pl_module) if self.layer_names == ["auto"] else self.layer_names
+        if self.layer_names == ["auto"]:
+            # the size a non-timm model is probed at: the datamodule's, else the model's own (or 224 px)
+            names = auto_layer_names(pl_module, input_size=getattr(trainer.datamodule, "image_size", None))
+        else:
+            names = self.layer_names
         self._layers = resolve_layers(pl_module, names, where="FeatureMonitorCallback.layer_names")
         keys = (*MOMENT_KEYS, *(k for k in self.reductions if k not in MOMENT_KEYS))
         self._metrics = {name: LayerStats(keys, self.reductions) for name in self._layers}

@@ -26,7 +26,7 @@ from typing_extensions import override
 from callbacks.image_logging import load_font, log_image, log_scalars
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int
-from interpret.stats import cosine_gram, even_indices, gram_statistics
+from interpret.stats import even_indices, gram_statistics, gram_to_show
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ __all__ = ["GramMatrixCallback", "render_gram"]
 
 
 # --------------------------------------------------------------------------- heatmap
-def render_gram(gram: Tensor, title: str = "", colormap: str = "viridis") -> np.ndarray:
+def render_gram(
+    gram: Tensor, title: str = "", colormap: str = "viridis", label: str = "cosine similarity"
+) -> np.ndarray:
     """Draw the matrix as a heatmap on the fixed scale [-1, 1], with a colour bar and sample
     indices on both axes; returns an ``(H, W, 3)`` uint8 array.
 
@@ -73,7 +75,7 @@ def render_gram(gram: Tensor, title: str = "", colormap: str = "viridis") -> np.
         y = top + int(round((1.0 - value) / 2.0 * (side - 1)))
         draw.line([bar_x + bar_w, y, bar_x + bar_w + 4, y], fill=black)
         draw.text((bar_x + bar_w + 6, y), f"{value:g}", fill=black, font=font, anchor="lm")
-    _vertical_text(canvas, "cosine similarity", (bar_x + bar_w + 40, top + side // 2), font)
+    _vertical_text(canvas, label, (bar_x + bar_w + 40, top + side // 2), font)
     if title:
         draw.text((left, 6), title, fill=black, font=font)
     return np.asarray(canvas)
@@ -119,8 +121,10 @@ class GramMatrixCallback(Callback):
     are thinned to ``max_samples`` evenly spaced ones (so every rank stays represented), and rank
     zero logs:
 
-    - ``gram_matrix``: the heatmap of the raw features' cosines (fixed scale -1 to 1, colour bar,
-      sample indices);
+    - ``gram_matrix``: the heatmap of the cosines of the features minus their batch mean
+      (``centered=True``, the default: similar samples positive, dissimilar ones negative; the raw
+      cosines of post-ReLU features are all near 1, a uniform picture) or of the raw features
+      (``centered=False``), on the fixed scale -1 to 1 with a colour bar and sample indices;
     - ``gram_matrix/mean_offdiag`` and ``gram_matrix/effective_rank`` of the raw features;
     - ``gram_matrix/centered_mean_offdiag`` and ``gram_matrix/centered_effective_rank`` of the
       features minus their batch mean. **Collapse shows in ``centered_effective_rank``** (towards
@@ -138,11 +142,21 @@ class GramMatrixCallback(Callback):
     and then every rank skips. It never interrupts training: a missing key, a non-dict output or
     a bad shape logs one warning naming what is available and is skipped.
 
+    A run shorter than ``log_every_n_steps`` steps is warned about when training starts, and a
+    run that never reached a logging step logs the last batch's matrix when training ends.
+
+    In any Lightning project ``training_step`` returns the features beside the loss, e.g.
+    ``return {"loss": loss, "features": pooled}`` (``(B, D)``, any float tensor per sample).
+
     Args:
         log_every_n_steps: log when ``trainer.global_step`` is a positive multiple of this.
         feature_key: the key of the ``training_step`` output dict holding ``(B, D)`` features.
         max_samples: the largest matrix side (>= 2).
         collapse_threshold: warn when the centred effective rank is below this (> 0); None: never.
+        centered: show the Gram matrix of the centred features (True) or of the raw ones.
+        config_key: where this callback's arguments live in a config (``callbacks.gram_matrix``
+            under this project's ``run.py``), named in hints; None (any other project): hints
+            name the constructor arguments (``feature_key=``).
     """
 
     def __init__(
@@ -151,6 +165,8 @@ class GramMatrixCallback(Callback):
         feature_key: str = "features",
         max_samples: int = 128,
         collapse_threshold: float | None = 2.0,
+        centered: bool = True,
+        config_key: str | None = None,
     ) -> None:
         super().__init__()
         positive_int(log_every_n_steps, "`log_every_n_steps`")
@@ -169,8 +185,42 @@ class GramMatrixCallback(Callback):
         self.feature_key = feature_key
         self.max_samples = max_samples
         self.collapse_threshold = None if collapse_threshold is None else float(collapse_threshold)
+        if config_key is not None and (not isinstance(config_key, str) or not config_key):
+            raise ValueError(f"`config_key` must be a config path such as 'callbacks.gram_matrix' or null, got {config_key!r}")
+        self.centered = bool(centered)
+        self.config_key = config_key
         self.collapse_warned = False
         self._warned = False
+        #: the last batch's features while nothing was logged yet (logged at the end of a short run)
+        self._last_features: Tensor | None = None
+
+    def _argument(self, name: str) -> str:
+        """How the user sets argument ``name``: its config key under the runner, else ``name=``."""
+        if self.config_key is not None:
+            return f"set {self.config_key}.{name}"
+        return f"pass GramMatrixCallback({name}=...)"
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        try:
+            total = trainer.estimated_stepping_batches
+        except Exception:  # noqa: BLE001 - only for a hint: an unsized loader says nothing
+            return
+        if isinstance(total, int | float) and total < self.log_every_n_steps and self.schedule.last_step < 0:
+            rank_zero_warn(
+                f"GramMatrixCallback: this run has about {int(total)} optimizer steps, fewer than log_every_n_steps="
+                f"{self.log_every_n_steps}: the matrix is logged once, at the end of training "
+                f"({self._argument('log_every_n_steps')} to log during training)"
+            )
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        features, self._last_features = self._last_features, None
+        if self.schedule.last_step >= 0:  # logged at least once
+            return
+        # every rank gets here with or without features: the gather decides on all of them together
+        self.schedule.mark_step(trainer.global_step)
+        self._log(trainer, pl_module, features, trainer.global_step)
 
     @property
     @override
@@ -183,9 +233,17 @@ class GramMatrixCallback(Callback):
     ) -> None:
         step = trainer.global_step
         if not self.schedule.step_due(step):
+            if self.schedule.last_step < 0:  # nothing logged yet: keep the batch for on_train_end
+                features = self._features(outputs)
+                self._last_features = None if features is None else features.detach()
             return
         self.schedule.mark_step(step)
+        self._last_features = None
         features = self._features(outputs)
+        self._log(trainer, pl_module, features, step)
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, features: Tensor | None, step: int) -> None:
+        """Gather ``features`` of every rank (all ranks call this together) and log on rank zero."""
         if features is not None:
             features = features.detach().reshape(features.shape[0], -1)
         features = _gather_rows(trainer, features, pl_module.device)
@@ -193,7 +251,7 @@ class GramMatrixCallback(Callback):
             return
         n_total = features.shape[0]
         features = features[even_indices(n_total, self.max_samples).to(features.device)].float()
-        gram = cosine_gram(features)
+        gram = gram_to_show(features, centered=self.centered)
         stats = gram_statistics(features)
         scalars = {f"gram_matrix/{k}": v for k, v in stats.items()}
         scalars["gram_matrix/num_samples"] = float(features.shape[0])
@@ -201,7 +259,8 @@ class GramMatrixCallback(Callback):
             f"step {step}: {features.shape[0]} of {n_total} samples, {trainer.world_size} rank(s); "
             f"mean off-diag {stats['mean_offdiag']:.3f}, centred eff. rank {stats['centered_effective_rank']:.2f}"
         )
-        image = render_gram(gram, title)
+        label = "cosine similarity (centred features)" if self.centered else "cosine similarity (raw features)"
+        image = render_gram(gram, title, label=label)
         del features, gram
         log_scalars(trainer, scalars, step=step)
         log_image(trainer, "gram_matrix", image, step=step)
@@ -223,7 +282,7 @@ class GramMatrixCallback(Callback):
         message = (
             f"GramMatrixCallback: representation collapse at global step {step}: centred effective rank "
             f"{rank:.3f} < collapse_threshold {self.collapse_threshold:g} (the features of different samples "
-            "vary along about one direction). Warned once; set callbacks.gram_matrix.collapse_threshold."
+            f"vary along about one direction). Warned once; {self._argument('collapse_threshold')} to change it."
         )
         log.warning(message)
         rank_zero_warn(message)
@@ -232,13 +291,15 @@ class GramMatrixCallback(Callback):
         if not isinstance(outputs, Mapping):
             self._warn_once(
                 f"GramMatrixCallback: training_step returned {type(outputs).__name__}, not a dict with "
-                f"{self.feature_key!r}; skipping (return a dict from training_step, or set feature_key)."
+                f"{self.feature_key!r}; skipping (return {{'loss': loss, {self.feature_key!r}: features}} from "
+                f"training_step, features (B, D) per sample, or {self._argument('feature_key')} to another key)."
             )
             return None
         if self.feature_key not in outputs:
             self._warn_once(
                 f"GramMatrixCallback: training_step outputs have no {self.feature_key!r}; available keys: "
-                f"{', '.join(map(str, outputs.keys())) or 'none'}; skipping (set callbacks.gram_matrix.feature_key)."
+                f"{', '.join(map(str, outputs.keys())) or 'none'}; skipping ({self._argument('feature_key')} to one "
+                f"of them, or return {{'loss': loss, {self.feature_key!r}: features}} from training_step)."
             )
             return None
         value = outputs[self.feature_key]

@@ -8,8 +8,11 @@
 - :class:`~lightning.pytorch.loggers.MLFlowLogger`: the PNG as a run artifact under ``images/{key}/``;
 - any other logger (CSV, custom) and no logger at all: nothing beyond the PNG below;
 
-and **always** a PNG at ``{trainer.default_root_dir}/images/{key}/step_{global_step:06d}.png``, so
-results can be seen without any logger. Only global rank zero writes anything; the function does no
+and **always** a PNG at ``{run dir}/images/{key}/step_{global_step:06d}.png``, so results can be
+seen without any logger. The run dir (:func:`images_root`) is the trainer's ``default_root_dir`` when
+one was given (``run.py`` gives each run its own), else the first logger's version directory
+(``lightning_logs/version_N/``, where Lightning puts the checkpoints), so successive runs of a
+plain Lightning project never overwrite each other's images. Only global rank zero writes anything; the function does no
 collective communication, so calling it on every rank (or only on rank zero) never hangs a run.
 
 :func:`log_scalars` sends scalars straight to every logger at an exact step (used by callbacks
@@ -20,6 +23,7 @@ that log on their own schedule, which ``LightningModule.log`` would only flush e
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["image_path", "load_font", "log_image", "log_scalars", "to_uint8_hwc"]
+__all__ = ["image_path", "images_root", "load_font", "log_image", "log_scalars", "to_uint8_hwc"]
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +84,40 @@ def to_uint8_hwc(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def images_root(trainer: pl.Trainer) -> Path:
+    """The ``images/`` folder of this run.
+
+    ``{default_root_dir}/images`` when the trainer was given a ``default_root_dir`` (one that is not
+    the working directory, Lightning's default), has no logger or an unversioned one (``version=""``,
+    as ``run.py``'s); else ``images/`` in the first
+    logger's version directory, the folder Lightning's ``ModelCheckpoint`` saves into
+    (``{save_dir}/{name}/version_N``; a TensorBoard or CSV logger's ``log_dir``).
+    """
+    root = Path(trainer.default_root_dir)
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is not None and os.path.abspath(root) == os.path.abspath(os.getcwd()):
+        version = logger.version
+        log_dir = getattr(logger, "log_dir", None)
+        if version in (None, ""):  # an unversioned logger: the directory is the user's run directory
+            pass
+        elif isinstance(log_dir, str | os.PathLike):
+            root = Path(log_dir)
+        else:
+            version = version if isinstance(version, str) else f"version_{version}"
+            root = Path(logger.save_dir or root, str(logger.name or ""), version)
+    return root / "images"
+
+
 def image_path(trainer: pl.Trainer, key: str, step: int) -> Path:
     """Where :func:`log_image` writes the PNG for ``key`` at ``step``.
 
-    ``{trainer.default_root_dir}/images/{key}/step_{step:06d}.png``; each ``/``-separated part of
-    the key becomes a folder, characters outside ``[A-Za-z0-9_.+-=]`` become ``_``.
+    ``{images_root(trainer)}/{key}/step_{step:06d}.png``; each ``/``-separated part of the key
+    becomes a folder, characters outside ``[A-Za-z0-9_.+-=]`` become ``_``.
     """
     parts = [_UNSAFE.sub("_", p) for p in key.split("/") if p and p not in (".", "..")]
     if not parts:
         raise ValueError(f"image key must name at least one path part, got {key!r}")
-    return Path(trainer.default_root_dir, "images", *parts, f"step_{step:06d}.png")
+    return Path(images_root(trainer), *parts, f"step_{step:06d}.png")
 
 
 def log_image(
@@ -102,7 +130,7 @@ def log_image(
     """Write one image to every logger attached to ``trainer`` and to a PNG under the run dir.
 
     Args:
-        trainer: the running trainer (its ``loggers``, ``default_root_dir`` and ``global_step``).
+        trainer: the running trainer (its ``loggers``, run directory (:func:`images_root`) and ``global_step``).
         key: the image's name, e.g. ``"interpretation/gradcam"``; also its folder under ``images/``.
         image: anything :func:`to_uint8_hwc` takes (PIL image, matplotlib Figure, array, tensor).
         step: the step to log at; ``trainer.global_step`` when None.

@@ -7,19 +7,23 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from interpret.layers import feature_stages
+from interpret.layers import feature_stages, stage_outputs
 
 __all__ = ["auto_layer_names", "resolve_layers"]
 
 
-def auto_layer_names(model: nn.Module, k: int = 3) -> list[str]:
-    """``k`` evenly spaced feature stages of ``model``, the last one included.
+def auto_layer_names(model: nn.Module, k: int = 3, input_size: tuple[int, int] | int | None = None) -> list[str]:
+    """``k`` evenly spaced feature stages of ``model``, the last one included, each after its activation.
 
     The stages are the ``feature_info`` of the first timm model found in ``model`` (e.g.
     ``layer1..layer4`` of a ResNet, ``stages.0..3`` of a ConvNeXt, ``blocks.0..11`` of a ViT),
-    prefixed with its name in ``model``. Without ``feature_info``, the children with parameters of
-    the first module (going down from ``model`` while there is a single such child, or into its
-    largest ``ModuleList``/``Sequential``) that has several.
+    prefixed with its name in ``model``. Any other model is probed with one forward of a blank
+    image at ``input_size`` (:func:`interpret.layers.stage_outputs`): the output of each
+    resolution's last activation, e.g. ``layer1, layer2, layer4`` of torchvision's resnet18, the
+    ReLUs of a ``Sequential`` CNN; never a pre-activation convolution nor the logits. When the
+    probe finds no spatial stage (no 4-D output), the children with parameters of the first
+    module (going down from ``model`` while there is a single such child, or into its largest
+    ``ModuleList``/``Sequential``) that has several, a final ``nn.Linear`` (the head) left out.
 
     Raises:
         ValueError: ``k < 1``, or no stage found (naming ``callbacks.feature_monitor.layer_names``).
@@ -32,9 +36,14 @@ def auto_layer_names(model: nn.Module, k: int = 3) -> list[str]:
         if names:
             candidates = [f"{prefix}.{n}" if prefix else n for n in names]
             break
+    modules = dict(model.named_modules())
+    if not candidates:
+        # a module shared by several stages (one ReLU called everywhere) is named once
+        candidates = list(dict.fromkeys(name for name, _ in stage_outputs(model, input_size)))
     if not candidates:
         candidates = _stage_children(model)
-    modules = dict(model.named_modules())
+        if candidates and isinstance(modules.get(candidates[-1]), nn.Linear):
+            candidates = candidates[:-1]
     candidates = [c for c in candidates if c in modules]
     if not candidates:
         raise ValueError(

@@ -8,13 +8,14 @@ with ``named_modules()`` and its names are prefixed with its own path.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD
+from interpret.model_state import frozen_eval
 
 __all__ = [
     "data_image_size",
@@ -30,7 +31,9 @@ __all__ = [
     "model_device",
     "model_dtype",
     "resolve_layer",
+    "normalization_of",
     "resolve_normalization",
+    "stage_outputs",
     "tokens_to_grid",
 ]
 
@@ -135,11 +138,32 @@ def feature_stages(module: nn.Module) -> list[dict[str, Any]]:
 
 def data_normalization(source: Any, model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The ``(mean, std)`` images are normalised with: ``source.mean``/``source.std`` (e.g. a
-    datamodule), else the model's own (:func:`resolve_normalization`), else ImageNet's."""
-    mean, std = getattr(source, "mean", None), getattr(source, "std", None)
-    if mean is None or std is None:
-        mean, std = resolve_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
+    datamodule), else the model's own (:func:`resolve_normalization`), else ImageNet's.
+
+    :func:`normalization_of` is the same without the ImageNet fallback (None when unknown)."""
+    found = normalization_of(source, model)
+    mean, std = found if found is not None else (IMAGENET_MEAN, IMAGENET_STD)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def normalization_of(source: Any, model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The ``(mean, std)`` declared by ``source`` (e.g. a datamodule's ``mean``/``std``
+    attributes), else by the model (``mean``/``std`` attributes, its ``data_config``, or the timm
+    pretrained config of the timm model inside); None when neither declares any."""
+    for owner in (source, model):
+        mean, std = getattr(owner, "mean", None), getattr(owner, "std", None)
+        if _is_stats(mean) and _is_stats(std):
+            return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    return resolve_normalization(model)
+
+
+def _is_stats(value: Any) -> bool:
+    """A per-channel statistic: a non-empty sequence (or 1-D tensor) of numbers; not a method."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 1 and value.numel() > 0
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        return False
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
 def data_image_size(source: Any, model: nn.Module, default: int = 224) -> tuple[int, int]:
@@ -166,7 +190,11 @@ def default_target_layer(
       ``min_size`` x ``min_size`` at ``input_size`` (from each stage's ``reduction``); a 1x1 or
       2x2 map says nothing about where. Default resnet18 at 32 px: ``layer2`` (4x4); at 224 px:
       ``layer4`` (7x7). When even the first stage is smaller, the first stage.
-    - any other model: its last ``nn.Conv2d``.
+    - any other model: the same size rule on its stage outputs after their activation, found
+      by one forward of a blank image (:func:`stage_outputs`): torchvision's resnet18 at 64 px
+      gives ``layer3`` (4x4; ``layer4`` is 2x2), at 224 px ``layer4`` (7x7). When the probe
+      finds no such output (the forward fails, or the activations are functional), its last
+      ``nn.Conv2d``.
 
     Names are prefixed with the timm model's own path inside ``model``.
 
@@ -201,6 +229,10 @@ def default_target_layer(
                 large = [e for e in entries if min(size) // int(e["reduction"]) >= min_size]
                 chosen = large[-1] if large else entries[0]
             return resolve_layer(model, _join(prefix, chosen["module"]))
+    stages = stage_outputs(model, input_size, require_activation=True)
+    if stages:
+        large = [name for name, (h, w) in stages if min(h, w) >= min_size]
+        return resolve_layer(model, large[-1] if large else stages[0][0])
     last_conv = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -356,3 +388,95 @@ def expected_in_channels(model: nn.Module) -> int | None:
         if isinstance(module, nn.Conv2d):
             return int(module.in_channels)
     return None
+
+
+#: activation modules of torch.nn.modules.activation that are no elementwise activation
+_NOT_ACTIVATIONS = frozenset({"MultiheadAttention", "Softmax", "Softmin", "LogSoftmax", "Softmax2d", "Threshold"})
+_ACTIVATION_WORDS = ("relu", "gelu", "silu", "swish", "mish", "elu", "sigmoid", "tanh", "softplus", "hardswish")
+
+
+def _is_activation(module: nn.Module) -> bool:
+    cls = type(module)
+    if cls.__module__ == "torch.nn.modules.activation":
+        return cls.__name__ not in _NOT_ACTIVATIONS
+    name = cls.__name__.lower()
+    return not list(module.children()) and any(word in name for word in _ACTIVATION_WORDS)
+
+
+def stage_outputs(
+    model: nn.Module,
+    input_size: tuple[int, int] | int | None = None,
+    *,
+    in_channels: int | None = None,
+    require_activation: bool = False,
+) -> list[tuple[str, tuple[int, int]]]:
+    """The stage outputs of any CNN, first to last, with their map size ``(h, w)``, by one forward.
+
+    One blank image (zeros of ``in_channels`` (default: :func:`expected_in_channels`, else 3) x
+    ``input_size``; without ``input_size`` the model's ``example_input_array`` when it has one,
+    else :func:`input_size_of`, else 224 px) is run through the model in eval mode without gradients
+    (the model is left exactly as it was). The ``(B, C, h, w)`` outputs of its submodules are
+    split into runs of one map size (a stage), and each stage gives its last output that is an
+    activation's output (``nn.ReLU``, ``GELU``, ... or a block/stage whose output it is):
+    torchvision's resnet18 gives ``relu, layer1, layer2, layer3, layer4``; a ``Sequential`` of
+    conv, ReLU and pooling layers gives its ReLUs; never a pre-activation convolution, nor the
+    logits. Maps of 1x1 (global pooling) are left out. A name is the outermost module that
+    outputs that tensor and runs once per forward.
+
+    A stage without an activation is left out; only a model without any activation module
+    (e.g. ``F.relu`` in ``forward``) gives each stage's last output, unless
+    ``require_activation`` (then ``[]``). A forward that fails part way (a head
+    sized for another input) keeps the stages seen before; ``[]`` when there are none.
+    """
+    example = getattr(model, "example_input_array", None)
+    if input_size is not None or not isinstance(example, torch.Tensor) or example.ndim != 4:
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        size = tuple(input_size) if input_size is not None else (input_size_of(model) or (224, 224))
+        channels = in_channels or expected_in_channels(model) or 3
+        example = torch.zeros(1, channels, int(size[-2]), int(size[-1]))
+    example = example[:1].to(model_device(model), model_dtype(model))
+    records: list[tuple[str, torch.Tensor]] = []
+    calls: dict[str, int] = {}
+    activations: set[int] = set()
+
+    def hook(name: str, module: nn.Module):
+        def record(_: nn.Module, __: Any, output: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                records.append((name, output))
+                if _is_activation(module):
+                    activations.add(id(output))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n, m)) for n, m in model.named_modules() if n]
+    try:
+        with frozen_eval(model, eval_mode=True, freeze_params=False), torch.no_grad():
+            model(example)
+    except Exception:  # noqa: BLE001 - a probe: the stages seen before the failure are enough
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    runs: list[list[tuple[str, torch.Tensor]]] = []
+    for name, output in records:
+        size = tuple(output.shape[-2:])
+        if runs and tuple(runs[-1][-1][1].shape[-2:]) == size:
+            runs[-1].append((name, output))
+        else:
+            runs.append([(name, output)])
+    stages: list[tuple[str, tuple[int, int]]] = []
+    require_activation = require_activation or bool(activations)
+    for run in runs:
+        h, w = (int(v) for v in run[-1][1].shape[-2:])
+        if h * w <= 1:
+            continue
+        after = [(n, o) for n, o in run if id(o) in activations]
+        if not after and require_activation:
+            continue
+        tensor = (after or run)[-1][1]
+        same = [n for n, o in run if o is tensor]
+        once = [n for n in same if calls.get(n) == 1]
+        stages.append(((once or same)[-1], (h, w)))
+    return stages

@@ -30,6 +30,7 @@ __all__ = [
     "even_indices",
     "finalize_stats",
     "gram_statistics",
+    "gram_to_show",
     "mean_offdiag",
     "merge_moments",
     "merge_stats",
@@ -242,6 +243,16 @@ def gram_statistics(features: Tensor) -> dict[str, float]:
         "centered_mean_offdiag": mean_offdiag(cosine_gram(centered)),
         "centered_effective_rank": effective_rank(centered),
     }
+
+
+def gram_to_show(features: Tensor, centered: bool = True) -> Tensor:
+    """The cosine Gram matrix worth looking at: of the :func:`center`-ed features by default.
+
+    The raw cosines of non-negative (post-ReLU) features are all near 1 (a uniform picture: a
+    plain CNN's raw matrix has a mean near 0.995); after centring, similar samples are positive
+    and dissimilar ones negative. ``centered=False`` gives :func:`cosine_gram` of the raw rows.
+    """
+    return cosine_gram(center(features) if centered else features)
 
 
 def even_indices(n: int, k: int) -> Tensor:

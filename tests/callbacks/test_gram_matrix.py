@@ -105,3 +105,24 @@ def test_gram_matrix_bad_arguments() -> None:
 def test_render_gram_draws_an_rgb_image() -> None:
     img = render_gram(torch.eye(8) * 2 - 1, "title")
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 200
+
+
+def test_gram_matrix_short_run_warns_at_start_and_logs_the_centred_matrix_at_the_end(trainer_factory, tmp_path: Path) -> None:
+    """Issue 22: at its defaults (every 100 steps) a short run logged nothing and said nothing."""
+    cb = GramMatrixCallback(max_samples=16)
+    trainer = trainer_factory([cb], limit_train_batches=3, limit_val_batches=0)
+    with pytest.warns(UserWarning, match=r"about 3 optimizer steps, fewer than log_every_n_steps=100.*"
+                                         r"pass GramMatrixCallback\(log_every_n_steps=\.\.\.\)"):
+        trainer.fit(TinyNet(), TinyData(n=48, batch_size=16))
+    assert sorted(p.name for p in (tmp_path / "images" / "gram_matrix").glob("*.png")) == ["step_000003.png"]
+    assert cb.state_dict()["last_logged_step"] == 3
+
+
+def test_gram_hints_name_the_argument_or_the_config_key(trainer_factory) -> None:
+    outside = GramMatrixCallback(log_every_n_steps=1)
+    with pytest.warns(UserWarning, match=r"return \{'loss': loss, 'features': features\} from training_step"):
+        trainer_factory([outside], limit_train_batches=1, limit_val_batches=0).fit(LossOnly(), TinyData(n=16))
+    runner = GramMatrixCallback(log_every_n_steps=1, feature_key="emb", config_key="callbacks.gram_matrix")
+    with pytest.warns(UserWarning, match=r"set callbacks\.gram_matrix\.feature_key to one of them"):
+        trainer_factory([runner], limit_train_batches=1, limit_val_batches=0).fit(TinyNet(), TinyData(n=16))
+

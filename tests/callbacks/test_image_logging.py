@@ -53,6 +53,30 @@ def test_without_logger_only_the_png(trainer_factory, tmp_path: Path) -> None:
     assert np.asarray(Image.open(path)).min() == 255
 
 
+def test_images_of_successive_plain_runs_never_overwrite_each_other(tmp_path: Path, monkeypatch) -> None:
+    """Issue 22: without default_root_dir every run wrote ./images/; now each goes to its logger's
+    version directory (beside Lightning's checkpoints); a given default_root_dir is kept (run.py)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from callbacks.image_logging import images_root
+
+    monkeypatch.chdir(tmp_path)
+    paths = []
+    for _ in range(2):
+        trainer = pl.Trainer(accelerator="cpu", logger=TensorBoardLogger("."), enable_progress_bar=False)
+        paths.append(log_image(trainer, "gram_matrix", np.zeros((4, 4, 3), np.uint8)))
+    assert [p.relative_to(tmp_path.resolve()) if p.is_absolute() else p for p in paths] == [
+        Path("lightning_logs/version_0/images/gram_matrix/step_000000.png"),
+        Path("lightning_logs/version_1/images/gram_matrix/step_000000.png"),
+    ]
+    assert all(p.is_file() for p in paths)
+    unversioned = pl.Trainer(accelerator="cpu", logger=CSVLogger(str(tmp_path / "run"), name="csv", version=""),
+                             default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    assert images_root(unversioned) == tmp_path / "run" / "images"  # run.py's layout
+    assert images_root(pl.Trainer(accelerator="cpu", logger=False)) == Path(tmp_path.resolve(), "images")
+
+
 def test_image_path_keeps_keys_inside_the_images_folder(trainer_factory, tmp_path: Path) -> None:
     trainer = trainer_factory([], logger="none")
     assert image_path(trainer, "../a b/c", 12) == tmp_path / "images" / "a_b" / "c" / "step_000012.png"

@@ -24,7 +24,41 @@ def test_auto_layer_names_of_timm_backbones() -> None:
         "backbone.blocks.11",
     ]
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.Flatten())
-    assert auto_layer_names(plain) == ["0", "2"]
+    assert auto_layer_names(plain) == ["1"]  # after the activation; the last conv has none
+
+
+def test_auto_layer_names_of_any_cnn_are_stage_outputs_after_their_activation() -> None:
+    """Issue 22: without timm's feature_info, `auto` took pre-ReLU convolutions and the final
+    Linear of a plain CNN, and only layer4.0/layer4.1 of torchvision's resnet18."""
+    import torchvision
+    from torch import nn
+
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.conv3 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3)
+            self.act, self.pool, self.fc = nn.ReLU(), nn.MaxPool2d(2), nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = self.pool(self.act(self.conv1(x)))
+            x = self.pool(self.act(self.conv2(x)))
+            return self.fc(self.act(self.conv3(x)).mean(dim=(2, 3)))
+
+    # one ReLU module shared by every stage: it is named once (its statistics cover every call)
+    assert auto_layer_names(Plain(), input_size=28) == ["act"]
+    seq = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3),
+                        nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    assert auto_layer_names(seq, input_size=28) == ["2", "5", "8"]
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torchvision.models.resnet18(weights=None)
+
+        def forward(self, x):
+            return self.model(x)
+
+    wrapped = Wrapped()
+    assert auto_layer_names(wrapped, input_size=64) == ["model.layer1", "model.layer2", "model.layer4"]
 
 
 def test_resolve_layers_names_the_closest_layers() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from torch import nn
 from tests.support.tiny_models import Wrapper, randomize_batchnorm, tiny_cnn
 from pytorch_grad_cam import GradCAM as OracleGradCAM
 from pytorch_grad_cam import GradCAMPlusPlus as OracleGradCAMPlusPlus
@@ -115,7 +116,37 @@ def test_default_target_layers() -> None:
     assert GradCAM(Wrapper(resnet), input_size=32).target_layer_name == "backbone.layer2"
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2)
     assert default_target_layer(Wrapper(vit))[0] == "backbone.blocks.1.norm1"
-    assert default_target_layer(tiny_cnn())[0] == "4"
+    # any other model: probed with one forward; the last stage output after its activation of at
+    # least 4x4 (the ReLU after the last conv, not the conv), else the first stage
+    assert default_target_layer(tiny_cnn())[0] == "5"
+    assert default_target_layer(tiny_cnn(), input_size=4)[0] == "2"  # 4x4, "5" is 2x2
+    assert default_target_layer(tiny_cnn(), input_size=2)[0] == "2"  # nothing is 4x4: the first
+    tv = torchvision_resnet18()
+    assert default_target_layer(tv, input_size=64)[0] == "layer3"  # layer4 is 2x2 at 64 px
+    assert default_target_layer(tv, input_size=224)[0] == "layer4"
+    # no activation module (F.relu in forward) and a forward that fails: the last Conv2d
+    assert default_target_layer(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)))[0] == "1"
+
+
+def torchvision_resnet18() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet18(weights=None)
+
+
+def test_normalization_of_reads_the_data_then_the_model_never_guesses() -> None:
+    from interpret.layers import normalization_of
+
+    class Data:
+        mean, std = [0.5], [0.25]
+
+    model = tiny_cnn()
+    assert normalization_of(Data(), model) == ((0.5,), (0.25,))
+    assert normalization_of(None, model) is None  # nothing declared: no ImageNet guess
+    model.mean, model.std = (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)
+    assert normalization_of(object(), model) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    assert normalization_of(None, Wrapper(resnet)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # timm's cfg
 
 
 def test_wrapper_and_bare_model_give_the_same_map() -> None:

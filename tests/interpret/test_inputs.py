@@ -73,8 +73,9 @@ def test_mean_std_arguments_normalise_pil_images_and_overlays(cnn) -> None:
         )
     finally:
         handle.remove()
-    assert seen[0].shape == (1, 3, 8, 8)
-    torch.testing.assert_close(seen[0], torch.full((1, 3, 8, 8), 2.0))
+    # seen[0] may be the blank probe that chooses the automatic layer of a non-timm model
+    assert seen[-1].shape == (1, 3, 8, 8)
+    torch.testing.assert_close(seen[-1], torch.full((1, 3, 8, 8), 2.0))
     with pytest.raises(ValueError, match="give both mean and std"):
         GradCAM(cnn, mean=(0.5, 0.5, 0.5))
 

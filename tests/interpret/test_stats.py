@@ -16,6 +16,7 @@ from interpret.stats import (
     even_indices,
     finalize_stats,
     gram_statistics,
+    gram_to_show,
     mean_offdiag,
     merge_moments,
     merge_stats,
@@ -144,3 +145,14 @@ def test_even_indices_are_deterministic_and_cover_the_ends() -> None:
     idx = even_indices(256, 128)
     assert len(idx) == 128 and idx[0] == 0 and idx[-1] == 255 and len(set(idx.tolist())) == 128
     assert even_indices(7, 1).tolist() == [0]
+
+
+def test_gram_to_show_is_centred_by_default() -> None:
+    g = torch.Generator().manual_seed(0)
+    features = torch.rand(6, 32, generator=g) + 5.0  # all positive: raw cosines near 1
+    assert float(cosine_gram(features).mean()) > 0.99
+    torch.testing.assert_close(gram_to_show(features, centered=False), cosine_gram(features))
+    shown = gram_to_show(features)
+    torch.testing.assert_close(shown, cosine_gram(features - features.mean(dim=0)))
+    off = shown[~torch.eye(6, dtype=torch.bool)]
+    assert float(off.min()) < 0 < float(off.max()) and abs(float(off.mean())) < 0.5  # structure, not a flat 1
