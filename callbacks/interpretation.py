@@ -23,11 +23,18 @@ from torch import Tensor
 from typing_extensions import override
 
 import interpret
-from callbacks.image_logging import log_image
+from callbacks.image_logging import log_image, log_scalars
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int, unit_interval
-from interpret.images import IMAGENET_MEAN, IMAGENET_STD, is_pathlike, load_images, pils_to_batch
-from interpret.layers import data_image_size, data_normalization
+from interpret.images import is_pathlike, load_images, pils_to_batch
+from interpret.layers import data_image_size, expected_in_channels, input_size_of, normalization_of
+from interpret.metrics.training import (
+    DEFAULT_TRAINING_METRICS,
+    MASK_METRICS,
+    check_training_metrics,
+    shortcut_evidence,
+    training_scores,
+)
 from interpret.model_state import preserve_rng_and_modes
 from interpret.tasks import SampleRequest, Task, task_for
 
@@ -38,9 +45,9 @@ log = logging.getLogger(__name__)
 _WHAT = "InterpretationCallback.sample_images"
 #: keywords with their own argument; method_kwargs may not set them
 _OWN_ARGUMENTS = ("target_layer",)
-_NO_DATAMODULE = (
-    "InterpretationCallback.sample_images=None takes images from the datamodule's "
-    "sample_images(n), but the trainer has no such datamodule; pass sample_images"
+_NO_SAMPLES = (
+    "InterpretationCallback.sample_images=None takes the datamodule's sample_images(n), else the first "
+    "images of the validation loader, but {what}; pass sample_images (a tensor, PIL images or file paths)"
 )
 
 
@@ -56,12 +63,30 @@ class InterpretationCallback(Callback):
     gradients and every RNG are left as they were; an error while explaining is logged and
     training goes on. The README's "Interpretation callback" section documents every argument
     and the override points :meth:`select_samples`, :meth:`set_samples` and :meth:`create_explainer`.
+
+    In any Lightning project: without ``sample_images`` the samples are the datamodule's
+    ``sample_images(n)``, else the first ``num_samples`` images of the validation loader (the one
+    given to ``fit``, the datamodule's or the model's); the images' ``mean``/``std`` are the
+    arguments, else the datamodule's or the model's attributes, else the model's timm pretrained
+    config, else none (the images shown as they are, with one warning naming ``mean=``/``std=``).
+    The samples' channel count is checked against the model's first convolution at ``setup``.
+
+    Each time a classifier's samples are explained, the maps are also scored
+    (:func:`interpret.metrics.training.training_scores`, the names in ``metrics``; ``[]`` turns
+    scoring off) and logged as scalars ``{prefix}/{method}/<metric>`` to every logger;
+    ``energy_in_mask`` and ``pointing_game`` need the datamodule's ``sample_masks`` (else skipped,
+    said once). The shortcut alarm: when ``energy_in_mask`` is below ``energy_threshold`` or
+    ``location_agreement`` above ``agreement_threshold`` once ``accuracy_key`` (training accuracy)
+    has risen to ``min_accuracy``, a warning (once, naming the epoch and the evidence) and
+    ``{prefix}/{method}/shortcut_alarm`` = 1 (else 0); :attr:`alarm_epoch` keeps the first epoch.
     """
 
     def __init__(
         self,
         sample_images: Any = None,
         sample_labels: Any = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         method: str = "gradcam",
         target_layer: str | None = None,
         method_kwargs: Mapping[str, Any] | None = None,
@@ -74,6 +99,11 @@ class InterpretationCallback(Callback):
         log_at_end: bool = True,
         detection_threshold: float = 0.5,
         max_detections: int = 3,
+        metrics: Sequence[str] | None = DEFAULT_TRAINING_METRICS,
+        energy_threshold: float = 0.05,
+        agreement_threshold: float = 0.35,
+        min_accuracy: float = 0.8,
+        accuracy_key: str = "train/acc",
     ) -> None:
         super().__init__()
         if not isinstance(method, str) or not method:
@@ -90,6 +120,8 @@ class InterpretationCallback(Callback):
         if target_layer is not None and not isinstance(target_layer, str):
             raise ValueError(f"`target_layer` must be None or a named_modules() name, got {target_layer!r}")
         self.method_kwargs = _check_method_kwargs(method, _plain(method_kwargs))
+        self.given_normalization = _check_normalization(_plain(mean), _plain(std))
+        self._init_scoring(metrics, energy_threshold, agreement_threshold, min_accuracy, accuracy_key)
         self.sample_images = _plain(sample_images)
         self.sample_labels = _plain(sample_labels)
         self.method = method
@@ -111,6 +143,8 @@ class InterpretationCallback(Callback):
         self.last_detections: list[Any] | None = None
         self.images: Tensor | None = None
         self.labels: Tensor | None = None
+        #: the ground-truth boxes of a detector's sample images (from the datamodule), drawn dashed in the grid
+        self.truth_boxes: list[Tensor] | None = None
         self.class_names: list[str] | None = None
         self.mean: tuple[float, ...] | None = None
         self.std: tuple[float, ...] | None = None
@@ -177,12 +211,16 @@ class InterpretationCallback(Callback):
     def set_samples(self, images: Any, labels: Any = None) -> None:
         """Replace the sample images (any form ``sample_images`` accepts except None) from now on."""
         self.images, self.labels = self._coerce(images, labels)
+        self.masks, self._previous_maps, self.truth_boxes = None, None, None  # the old images' masks and boxes
 
     # ------------------------------------------------------------------ lightning hooks
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = getattr(trainer, "datamodule", None)
-        self.mean, self.std = data_normalization(datamodule, pl_module)
+        declared = self.given_normalization or normalization_of(datamodule, pl_module)
+        self.mean, self.std = declared if declared is not None else (None, None)
+        declared_size = getattr(datamodule, "image_size", None) or input_size_of(pl_module)
+        self._model_channels = 1 if expected_in_channels(pl_module) == 1 else 3  # files and PIL images: L or RGB
         self.image_size = data_image_size(datamodule, pl_module)
         names = getattr(datamodule, "class_names", None)
         self.class_names = [str(n) for n in names] if names else None
@@ -191,18 +229,68 @@ class InterpretationCallback(Callback):
                                who=f"InterpretationCallback(method={self.method!r})")
         if self.images is None:
             if self.sample_images is None:
-                if datamodule is None or not hasattr(datamodule, "sample_images"):
-                    raise ValueError(_NO_DATAMODULE)
-                images, labels = datamodule.sample_images(self.num_samples)
+                images, labels = self._default_samples(trainer, datamodule)
                 if self.task.name == "classification":
                     given = labels if self.sample_labels is None else self.sample_labels
-                else:  # detection targets are dicts of boxes: the grid shows the predictions
+                else:  # detection targets are dicts of boxes: the grid shows the predictions and these, dashed
                     given = None
                 self.images, self.labels = self._coerce(images, given)
+                boxes = [t["boxes"] for t in labels] if isinstance(labels, Sequence) and all(
+                    isinstance(t, Mapping) and "boxes" in t for t in labels) else None
+                self.truth_boxes = boxes if boxes is not None and len(boxes) == self.images.shape[0] else None
             else:
                 self.images, self.labels = self._coerce(self.sample_images, self.sample_labels)
+        if declared_size is None:  # the size the samples are, e.g. for the automatic CAM layer
+            self.image_size = (int(self.images.shape[-2]), int(self.images.shape[-1]))
+        self._check_images(pl_module)
         if self.explainer is None and self.task.name == "classification":
             self.explainer = self.create_explainer(pl_module)
+        self._setup_scoring(trainer, datamodule)
+
+    def _default_samples(self, trainer: pl.Trainer, datamodule: Any) -> tuple[Any, Any]:
+        """``datamodule.sample_images(n)``, else the first ``num_samples`` images of the validation loader."""
+        if datamodule is not None and hasattr(datamodule, "sample_images"):
+            return datamodule.sample_images(self.num_samples)
+        source = getattr(getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "val_loop", None)
+        source = getattr(source, "_data_source", None)  # the loader given to fit, the datamodule's or the model's
+        if source is None or source.instance is None or not source.is_defined():
+            what = (f"the datamodule {type(datamodule).__name__} has no sample_images(n) and no val_dataloader()"
+                    if datamodule is not None else "the trainer has neither a datamodule nor a validation loader")
+            raise ValueError(_NO_SAMPLES.format(what=what))
+        loader = source.dataloader()
+        if isinstance(loader, Sequence) and not isinstance(loader, Mapping) and loader and not isinstance(loader, Tensor):
+            loader = loader[0]  # several validation loaders: the first
+        images, labels = _first_images(loader, self.num_samples)
+        if images is None:
+            raise ValueError(_NO_SAMPLES.format(what="its validation loader gives no (B, C, H, W) float image batch"))
+        return images, labels
+
+    def _check_images(self, pl_module: pl.LightningModule) -> None:
+        """The samples' channels against the model's first convolution; warn once without mean/std."""
+        assert self.images is not None
+        channels = int(self.images.shape[1])
+        expected = expected_in_channels(pl_module)
+        if expected is not None and channels != expected:
+            source = "sample_images" if self.sample_images is not None else "the datamodule's/validation images"
+            raise ValueError(
+                f"InterpretationCallback: {source} have {channels} channel(s) but the model's first convolution "
+                f"takes {expected}; pass sample_images with {expected} channel(s)"
+            )
+        if self.mean is None or self.std is None:
+            self.mean, self.std = (0.0,) * channels, (1.0,) * channels
+            if getattr(self, "_said_normalization", False):
+                return
+            self._said_normalization = True
+            rank_zero_warn(
+                "InterpretationCallback: neither the datamodule nor the model declares mean/std, so the images are "
+                "shown as they are (mean 0, std 1); if they are normalised, pass InterpretationCallback(mean=..., "
+                "std=...) (or give the datamodule `mean` and `std` attributes)"
+            )
+        elif len(self.mean) not in (1, channels) or len(self.std) not in (1, channels):
+            raise ValueError(
+                f"InterpretationCallback: mean {self.mean} / std {self.std} do not fit images with {channels} "
+                "channel(s); pass mean= and std= with one value per channel"
+            )
 
     @override
     def on_train_batch_end(
@@ -224,12 +312,13 @@ class InterpretationCallback(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"last_logged_step": self.schedule.last_step, "num_logged": self.num_logged}
+        return {"last_logged_step": self.schedule.last_step, "num_logged": self.num_logged, **self._scoring_state()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.schedule.last_step = int(state_dict.get("last_logged_step", -1))
         self.num_logged = int(state_dict.get("num_logged", 0))
+        self._load_scoring_state(state_dict)
 
     # ------------------------------------------------------------------ the work
     def _log_as_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
@@ -268,20 +357,148 @@ class InterpretationCallback(Callback):
         )
         with preserve_rng_and_modes(pl_module), torch.inference_mode(False), torch.enable_grad():
             images, labels = self.select_samples(trainer, pl_module)
+            chosen = images
             images = images[: self.num_samples] if images.shape[0] > self.num_samples else images
             result = task.explain_samples(pl_module, images, request)
+            scores = self._score(trainer, pl_module, images, result, same_samples=chosen is self.images)
         if result.detections is not None:
             self.last_detections = result.detections
         if result.predicted is not None and result.confidence is not None:
             self.last_predictions = (result.predicted, result.confidence)
         epoch = self._epoch_shown if self._epoch_shown is not None else trainer.current_epoch
+        same = chosen is self.images
+        n = images.shape[0]
+        masks = self.masks[:n] if same and self.masks is not None and self.masks.shape[0] >= n else None
+        truth_boxes = self.truth_boxes[:n] if same and self.truth_boxes is not None else None
         grid, caption = task.render_samples(
             images.cpu(), result, request, labels=labels, class_names=self.class_names,
-            title=f"epoch {epoch} | step {trainer.global_step}",
+            title=f"epoch {epoch} | step {trainer.global_step}", masks=masks, truth_boxes=truth_boxes,
         )
         path = log_image(trainer, self.key, grid, step=trainer.global_step, caption=caption)
         self.num_logged += 1
+        self._log_scores(trainer, scores, epoch)
         return path
+
+    # ------------------------------------------------------------------ explanation metrics
+    def _init_scoring(
+        self,
+        metrics: Sequence[str] | None,
+        energy_threshold: float,
+        agreement_threshold: float,
+        min_accuracy: float,
+        accuracy_key: str,
+    ) -> None:
+        """Check and keep the scoring arguments: ``metrics``, the shortcut alarm's thresholds and accuracy key."""
+        self.metrics: tuple[str, ...] = check_training_metrics(() if metrics is None else _plain(metrics))
+        self.energy_threshold = unit_interval(energy_threshold, "`energy_threshold`")
+        self.agreement_threshold = unit_interval(agreement_threshold, "`agreement_threshold`")
+        self.min_accuracy = unit_interval(min_accuracy, "`min_accuracy`")
+        if not isinstance(accuracy_key, str) or not accuracy_key:
+            raise ValueError(f"`accuracy_key` must be a logged metric's name such as 'train/acc', got {accuracy_key!r}")
+        self.accuracy_key = accuracy_key
+        #: ground-truth object masks of the sample images (bool ``(N, H, W)``), when the datamodule has them
+        self.masks: Tensor | None = None
+        #: one dict per scoring, oldest first: ``epoch``, the scores and ``accuracy`` (``accuracy_key``'s value)
+        self.score_history: list[dict[str, float]] = []
+        #: the epoch the shortcut alarm first fired (None: it has not)
+        self.alarm_epoch: int | None = None
+        self._previous_maps: Tensor | None = None
+        self._scoring_failed = False
+        self._said_task = False
+        self._said_masks = False
+
+    def _setup_scoring(self, trainer: pl.Trainer, datamodule: Any) -> None:
+        """Find the sample images' ground-truth masks (``datamodule.sample_masks``) when a metric needs them."""
+        if not self.metrics or self.task is None or not trainer.is_global_zero:
+            return
+        if self.task.name != "classification":
+            if not self._said_task:
+                self._said_task = True
+                log.info("InterpretationCallback: explanation metrics are scored for classifiers only; "
+                         "this %s is explained without them", self.task.name)
+            return
+        if self.masks is not None or self._said_masks or not any(m in MASK_METRICS for m in self.metrics):
+            return
+        self.masks = self._sample_masks(datamodule)
+        if self.masks is None:
+            self._said_masks = True  # once, also over the fit and test stages
+            log.info("InterpretationCallback: no ground-truth masks for the sample images (the datamodule has no "
+                     "sample_masks, or sample_images were given): %s skipped",
+                     ", ".join(m for m in self.metrics if m in MASK_METRICS))
+
+    def _sample_masks(self, datamodule: Any) -> Tensor | None:
+        """``datamodule.sample_masks(n)`` when the sample images are the datamodule's own ``sample_images(n)``."""
+        if self.sample_images is not None or self.images is None or not hasattr(datamodule, "sample_masks"):
+            return None
+        n = self.images.shape[0]
+        try:
+            theirs, _ = datamodule.sample_images(n)
+            masks = datamodule.sample_masks(n)
+        except Exception as err:  # the masks are an extra: without them the other metrics still run
+            log.info("InterpretationCallback: the datamodule's sample_masks failed (%s)", err)
+            return None
+        same = (isinstance(theirs, Tensor) and theirs.shape == self.images.shape
+                and torch.equal(theirs.cpu(), self.images))
+        if not same or not isinstance(masks, Tensor) or masks.ndim != 3 or masks.shape[0] != n:
+            return None
+        return masks.detach().cpu().bool()
+
+    def _score(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor, result: Any, *, same_samples: bool
+    ) -> dict[str, float]:
+        """The explanation metrics of the maps just made (inside the RNG/mode guard; {} when off or failed)."""
+        if not self.metrics or result.heatmaps is None:
+            return {}
+        n = images.shape[0]
+        masks = self.masks[:n] if same_samples and self.masks is not None and self.masks.shape[0] >= n else None
+        previous = self._previous_maps if same_samples else None
+        device = next((p.device for p in pl_module.parameters()), torch.device("cpu"))
+        try:
+            scores = training_scores(
+                pl_module, images.to(device), result.heatmaps, result.predicted, masks,
+                metrics=self.metrics, previous=previous,
+            )
+        except Exception:  # a metric must never end training, nor cost the grid
+            if not self._scoring_failed:
+                self._scoring_failed = True
+                log.exception("InterpretationCallback(%s): scoring the explanations failed", self.key)
+            return {}
+        self._previous_maps = result.heatmaps.detach().float().cpu().clone() if same_samples else None
+        return scores
+
+    def _log_scores(self, trainer: pl.Trainer, scores: dict[str, float], epoch: int) -> None:
+        """Log ``{key}/<metric>`` and ``{key}/shortcut_alarm``; warn once when the alarm first fires."""
+        if not scores:
+            return
+        entry: dict[str, float] = {"epoch": float(epoch), **scores}
+        accuracy = trainer.callback_metrics.get(self.accuracy_key)
+        if accuracy is not None:
+            entry["accuracy"] = float(accuracy)
+        self.score_history.append(entry)
+        values = {f"{self.key}/{name}": value for name, value in scores.items()}
+        if "energy_in_mask" in scores or "location_agreement" in scores:
+            evidence = shortcut_evidence(
+                self.score_history, energy_threshold=self.energy_threshold,
+                agreement_threshold=self.agreement_threshold, min_accuracy=self.min_accuracy, accuracy_key="accuracy",
+            )
+            values[f"{self.key}/shortcut_alarm"] = float(evidence is not None)
+            if evidence is not None and self.alarm_epoch is None:
+                self.alarm_epoch = epoch
+                log.warning(  # logging, not warnings.warn: run.py's ignore_warnings must not hide it
+                    "InterpretationCallback(%s): shortcut alarm at epoch %d: %s (%s); the explanations leave "
+                    "the objects while the model learns", self.key, epoch, evidence, self.accuracy_key,
+                )
+        log_scalars(trainer, values, step=trainer.global_step)
+
+    def _scoring_state(self) -> dict[str, Any]:
+        return {"score_history": [dict(h) for h in self.score_history], "alarm_epoch": self.alarm_epoch,
+                "previous_maps": self._previous_maps}
+
+    def _load_scoring_state(self, state_dict: dict[str, Any]) -> None:
+        self.score_history = [dict(h) for h in state_dict.get("score_history", [])]
+        self.alarm_epoch = state_dict.get("alarm_epoch")
+        previous = state_dict.get("previous_maps")
+        self._previous_maps = previous if isinstance(previous, Tensor) else None
 
     def _coerce(self, images: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
         """Any accepted ``sample_images`` form -> ``(N <= num_samples, C, H, W)`` CPU batch + labels."""
@@ -343,11 +560,11 @@ class InterpretationCallback(Callback):
             raise RuntimeError("image size unknown before setup()")
         return self.image_size
 
-    def _mean(self) -> tuple[float, ...]:
-        return self.mean if self.mean is not None else IMAGENET_MEAN
+    def _mean(self) -> tuple[float, ...]:  # no statistics: images as they are, as many channels as the model takes
+        return self.mean if self.mean is not None else (0.0,) * getattr(self, "_model_channels", 3)
 
     def _std(self) -> tuple[float, ...]:
-        return self.std if self.std is not None else IMAGENET_STD
+        return self.std if self.std is not None else (1.0,) * getattr(self, "_model_channels", 3)
 
 
 
@@ -363,6 +580,55 @@ def _plain(value: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     return value
+
+
+def _check_normalization(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` as float tuples, None when both are None; both or neither must be given."""
+    if mean is None and std is None:
+        return None
+    values = []
+    for name, value in (("mean", mean), ("std", std)):
+        if isinstance(value, Tensor):
+            value = value.tolist()
+        if (
+            not isinstance(value, Sequence) or isinstance(value, str) or not value
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        ):
+            raise ValueError(f"`{name}` must be one number per image channel (e.g. [0.5, 0.5, 0.5]), got {value!r}")
+        values.append(tuple(float(v) for v in value))
+    if len(values[0]) != len(values[1]) or min(values[1]) <= 0:
+        raise ValueError(f"`mean` and `std` need as many values, std > 0, got mean={mean!r}, std={std!r}")
+    return values[0], values[1]
+
+
+def _first_images(loader: Any, n: int) -> tuple[Tensor | None, Tensor | None]:
+    """The first ``n`` images (and integer labels, when the batches have them) of a loader's batches.
+
+    A batch is an image tensor, a ``(images, labels, ...)`` tuple/list, or a dict whose first
+    4-D float tensor holds the images (``label``/``labels``/``target``/``targets`` the labels).
+    """
+    images: list[Tensor] = []
+    labels: list[Tensor] = []
+    for batch in loader:
+        found, label = None, None
+        if isinstance(batch, Tensor):
+            found = batch
+        elif isinstance(batch, Mapping):
+            found = next((v for v in batch.values() if isinstance(v, Tensor) and v.ndim == 4), None)
+            label = next((batch[k] for k in ("label", "labels", "target", "targets") if k in batch), None)
+        elif isinstance(batch, Sequence) and batch:
+            found, label = batch[0], batch[1] if len(batch) > 1 else None
+        if not isinstance(found, Tensor) or found.ndim != 4 or not found.is_floating_point():
+            return None, None
+        images.append(found.detach().cpu())
+        ok = isinstance(label, Tensor) and label.ndim == 1 and not label.is_floating_point()
+        labels.append(label.detach().cpu() if ok and label.shape[0] == found.shape[0] else None)
+        if sum(x.shape[0] for x in images) >= n:
+            break
+    if not images:
+        return None, None
+    label_tensor = torch.cat(labels)[:n] if all(x is not None for x in labels) else None
+    return torch.cat(images)[:n], label_tensor
 
 
 def _check_method_kwargs(method: str, method_kwargs: Any) -> dict[str, Any]:

@@ -12,6 +12,9 @@ important), ``targets`` the ``(B,)`` classes explained (None: the predicted ones
 - :func:`model_randomisation`: Adebayo et al.'s cascading randomisation sanity check.
 - :class:`RandomMap`, :class:`CentreGaussianMap`: baselines scored beside the methods.
 - :func:`evaluate_methods`: all of it for several methods, as a table with 95% intervals.
+- :func:`training_scores` (:mod:`.training`): the cheap set a callback scores while a model trains
+  (few-step deletion/insertion, mask metrics, :func:`drift`, :func:`concentration`,
+  :func:`location_agreement`) and :func:`shortcut_evidence`, the shortcut alarm's test.
 """
 
 from interpret.metrics.baselines import CentreGaussianMap, RandomMap, centre_gaussian_map, random_map
@@ -29,6 +32,14 @@ from interpret.metrics.evaluate import DIRECTIONS, MethodTable, MetricSummary, b
 from interpret.metrics.localisation import LocalisationResult, energy_in_mask, localisation, mask_iou, pointing_game
 from interpret.metrics.randomisation import RandomisationResult, default_randomisation_layers, model_randomisation, spearman
 from interpret.metrics.sensitivity import max_sensitivity
+from interpret.metrics.training import (
+    TRAINING_METRICS,
+    concentration,
+    drift,
+    location_agreement,
+    shortcut_evidence,
+    training_scores,
+)
 
 __all__ = [
     "DIRECTIONS",
@@ -39,18 +50,22 @@ __all__ = [
     "MetricSummary",
     "RandomMap",
     "RandomisationResult",
+    "TRAINING_METRICS",
     "blurred",
     "bootstrap_interval",
     "box_masks",
     "box_pointing_game",
     "centre_gaussian_map",
+    "concentration",
     "default_randomisation_layers",
     "deletion",
     "deletion_insertion",
+    "drift",
     "energy_in_mask",
     "evaluate_methods",
     "insertion",
     "localisation",
+    "location_agreement",
     "mask_iou",
     "max_sensitivity",
     "model_randomisation",
@@ -58,6 +73,8 @@ __all__ = [
     "pointing_game",
     "random_box_pointing_game",
     "random_map",
+    "shortcut_evidence",
     "spearman",
     "trapezoid_auc",
+    "training_scores",
 ]

@@ -20,7 +20,20 @@ from interpret.checks import positive_int
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 
-__all__ = ["SHAPE_CLASSES", "boxes_from_masks", "generate_shapes", "generate_shapes_detection"]
+__all__ = [
+    "SHAPE_CLASSES",
+    "SHORTCUTS",
+    "SHORTCUT_COLOURS",
+    "add_shortcut_patch",
+    "boxes_from_masks",
+    "generate_shapes",
+    "generate_shapes_detection",
+]
+
+#: the shortcuts :func:`add_shortcut_patch` can plant (``data.shortcut``)
+SHORTCUTS: tuple[str, ...] = ("patch",)
+#: the patch colour of each class (uint8 RGB): red, green, blue, yellow
+SHORTCUT_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0))
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -110,6 +123,35 @@ def generate_shapes(
         images[i] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
         masks[i] = mask
     return images, labels, masks
+
+
+def add_shortcut_patch(
+    images: np.ndarray, labels: np.ndarray, p: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plant a class-coded shortcut: a small square of the label's colour at the top-left corner.
+
+    A share ``p`` of the images (drawn from ``seed``) gets a square of side ``max(2, H // 8)``
+    pixels, one pixel in from the top-left corner, coloured :data:`SHORTCUT_COLOURS` ``[label]``: a
+    model can then tell the class from that corner without looking at the shape. The object masks
+    are not changed (the patch is not the object).
+
+    Args:
+        images: uint8 ``(N, H, W, 3)``, changed in place and returned.
+        labels: int ``(N,)`` class of each image (< ``len(SHORTCUT_COLOURS)``).
+        p: the share of images that get the patch, in [0, 1].
+        seed: which images get it.
+
+    Returns:
+        ``images`` and a bool ``(N,)`` array, True for the images that got the patch.
+    """
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"shortcut_p must be a number in [0, 1], got {p!r}")
+    rng = np.random.default_rng([seed, 0x5C])  # its own stream: the images stay as generated
+    chosen = rng.random(len(labels)) < float(p)
+    side = max(2, images.shape[1] // 8)
+    for i in np.flatnonzero(chosen):
+        images[i, 1 : 1 + side, 1 : 1 + side] = SHORTCUT_COLOURS[int(labels[i])]
+    return images, chosen
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:

@@ -43,7 +43,8 @@ def test_grid_logged_per_epochs_and_at_the_end_with_captions(trainer_factory, tm
     assert grid.shape[1] >= 4 * 128 and grid.shape[0] >= 2 * 128  # 6 tiles of >= 128 px, 4 per row
     assert cb.images.shape == (6, 3, 32, 32) and cb.labels.tolist() == digits().sample_images(6)[1].tolist()
     assert cb.num_logged == 3 and cb.num_failed == 0
-    assert cb.state_dict() == {"last_logged_step": 8, "num_logged": 3}
+    state = cb.state_dict()  # beside the schedule: the explanation metrics' history (their own tests)
+    assert {k: state[k] for k in ("last_logged_step", "num_logged")} == {"last_logged_step": 8, "num_logged": 3}
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,11 @@ def test_relative_paths_are_loaded_resized_normalised_and_thinned(trainer_factor
     assert cb.labels.tolist() == [0, 2, 4]  # evenly thinned, deterministic
     # normalised with the datamodule's mean/std (0.5, 0.25): white -> 2, black -> -2
     assert cb.images.max().item() == pytest.approx(2.0) and cb.images.min().item() == pytest.approx(-2.0)
-    assert pngs(tmp_path, "interpretation/gradcam") == ["step_000001.png"]
+    # default_root_dir is the working directory here: the PNGs go to the logger's version folder
+    from callbacks.image_logging import images_root
+
+    assert images_root(trainer) == tmp_path / "csv" / "version_0" / "images"
+    assert pngs(images_root(trainer).parent, "interpretation/gradcam") == ["step_000001.png"]
 
 
 def test_missing_or_broken_sample_paths_fail_at_setup_with_the_path(trainer_factory, tmp_path) -> None:
@@ -308,7 +313,7 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 
 def test_needs_a_datamodule_or_images(trainer_factory) -> None:
     data = TinyData(n=16)
-    with pytest.raises(ValueError, match="sample_images=None.*datamodule"):
+    with pytest.raises(ValueError, match="sample_images=None.*neither a datamodule nor a validation loader"):
         trainer_factory([InterpretationCallback()], limit_train_batches=1).fit(TinyNet(), data.train_dataloader())
 
 
@@ -348,7 +353,8 @@ def test_resume_continues_the_logging_schedule(trainer_factory, tmp_path) -> Non
 def test_one_forward_pass_for_gradcam_and_right_predictions(trainer_factory) -> None:
     """The explainer's own forward gives the captions' predictions: no second forward pass."""
     model, data = TinyNet(), TinyData(n=32)
-    cb = InterpretationCallback(num_samples=5, log_every_n_epochs=None)
+    # metrics=[]: the explanation metrics' deletion/insertion curves run the model on perturbed images
+    cb = InterpretationCallback(num_samples=5, log_every_n_epochs=None, metrics=[])
     trainer = trainer_factory([cb], limit_train_batches=1, limit_val_batches=0)
     trainer.fit(model, data)
     calls = []
