@@ -9,6 +9,7 @@ No name exported here may equal a submodule's name (``gram_matrix``, ``grad_norm
 replace the submodule attribute, and ``_target_: callbacks.<module>.<Class>`` would stop resolving.
 """
 
+from callbacks.cartography import CartographyCallback
 from callbacks.ema_weights import EMAWeights
 from callbacks.feature_monitor import FeatureMonitorCallback
 from callbacks.grad_norm import GradNormMonitor
@@ -20,6 +21,7 @@ from callbacks.terminate_on_nan import TerminateOnNaN
 from interpret.stats import cosine_gram, effective_rank
 
 __all__ = [
+    "CartographyCallback",
     "EMAWeights",
     "EveryN",
     "FeatureMonitorCallback",

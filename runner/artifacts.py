@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
-    "CHECKPOINTS_DIR", "CONFIG_FILES", "CONFIG_RESOLVED_FILE", "CONFIG_TREE_FILE", "CSV_DIR",
+    "CARTOGRAPHY_FILE", "CHECKPOINTS_DIR", "CONFIG_FILES", "CONFIG_RESOLVED_FILE", "CONFIG_TREE_FILE", "CSV_DIR",
     "CSV_METRICS_FILE", "DETECTIONS_DIR", "EXPLAIN_METRICS_FILE", "FAILED_FILE", "FEATURES_DIR", "GRID_FILE",
     "HYDRA_DIR", "IMAGES_DIR", "JOB_RESULT_FILE", "LAST_CHECKPOINT", "MANIFEST_FILE", "MAPS_FILE",
     "METRICS_FILE", "MULTIRUN_FILE", "OPTIMIZATION_RESULTS_FILE", "OVERLAYS_DIR", "PROVENANCE_FILE",
@@ -68,6 +68,18 @@ LOCK_FILE = ".lock"
 SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE, STATUS_FILE, LOCK_FILE})
 #: the states of ``status.json`` (:class:`RunStatus`)
 RUN_STATES = ("running", "interrupted", "failed", "finished")
+#: re-exported from the modules that own them (callbacks never import ``runner/``), imported on first
+#: use so that this module stays light: ``CARTOGRAPHY_FILE`` (``callbacks.CartographyCallback``'s csv)
+_REEXPORTED = {"CARTOGRAPHY_FILE": "callbacks.cartography"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REEXPORTED:
+        import importlib
+
+        return getattr(importlib.import_module(_REEXPORTED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # ---------------------------------------------------------------------------- a sweep directory
 MULTIRUN_FILE = "multirun.yaml"

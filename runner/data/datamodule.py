@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from interpret.checks import positive_int
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD
 from interpret.layers import resolve_normalization
-from runner.data.epoch_sampler import EpochSeededSampler
+from runner.data.epoch_sampler import EpochSeededSampler, SeededItems
+from runner.data.label_noise import IndexedDataset, check_label_noise, choose_flips
 
 _log = logging.getLogger(__name__)
 
@@ -37,6 +38,17 @@ class ImageDataModule(pl.LightningDataModule):
     an end-of-epoch checkpoint is exact, drops a last batch of a single sample (all incomplete ones
     with ``drop_last=True``), and refuses a training set smaller than one batch (naming
     ``data.batch_size``).
+
+    Training batches of a classification datamodule (the default stacking ``collate_fn``) are
+    ``(images, labels, indices)``: each sample's index in ``train_set``, so a callback can follow
+    every sample across epochs (``callbacks.CartographyCallback``); validation and test batches are
+    ``(images, labels)``. Datamodules with their own batch format (detection) keep it.
+
+    ``label_noise`` (``data.label_noise``, in [0, 1)) flips the labels of a seeded share of the
+    training samples (drawn from ``data.seed``) to another class, in the training loader only
+    (``train_set`` keeps the true labels; validation and test are untouched); which ones is
+    :attr:`noisy_indices`. It tests whether mislabeled samples can be found (cartography's least
+    confident samples).
     """
 
     #: how the loaders batch samples (None: torch's default stacking; detection datamodules set their own)
@@ -53,9 +65,14 @@ class ImageDataModule(pl.LightningDataModule):
         std: Sequence[float] | None = None,
         augment: Any = "basic",
         drop_last: bool = False,
+        label_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.augment = self._check_augment(augment)
+        self.label_noise = check_label_noise(label_noise)
+        if self.label_noise > 0 and self.collate_fn is not None:
+            raise ValueError(f"data.label_noise is for classification data; {type(self).__name__} has its own "
+                             f"targets, got data.label_noise={label_noise!r} (use 0)")
         positive_int(batch_size, "data.batch_size")
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"data.image_size must be an int >= 8, got {image_size!r}")
@@ -164,36 +181,73 @@ class ImageDataModule(pl.LightningDataModule):
         The order, the workers' seeds and (in a seeded run) the global generators of each epoch depend
         only on ``(data.seed, epoch)`` (:class:`~runner.data.epoch_sampler.EpochSeededSampler`), and the
         epoch is in the checkpoint: a run resumed from an end-of-epoch checkpoint trains on the same
-        batches, with the same augmentation draws, as the run that was never interrupted. Workers are
-        therefore started anew each epoch (not persistent: a persistent worker would carry its
-        generator's state across epochs, which no checkpoint holds).
+        batches, with the same augmentation draws, as the run that was never interrupted. With
+        ``data.num_workers > 0`` in one process the workers are kept across epochs (as timm's loader
+        keeps them): each sample is loaded under its own seed of ``(data.seed, epoch, index)``
+        (:class:`~runner.data.epoch_sampler.SeededItems`), so a kept worker's generator state, which no
+        checkpoint holds, never reaches an augmentation. Under DDP (Lightning's ``DistributedSampler``)
+        the workers start anew each epoch from the epoch's seed.
 
         The last batch is dropped when it would hold a single sample (BatchNorm cannot train on it),
         or whenever it is incomplete with ``data.drop_last=true``.
         """
-        dataset = self.train_set
-        if dataset is None:
+        if self.train_set is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
+        dataset = self._training_view(self.train_set)
         size = len(dataset)  # type: ignore[arg-type]
         check_train_size(size, self.batch_size, self.drop_last)
-        sampler = EpochSeededSampler(dataset, self.seed, epoch=self._start_epoch(), reseed_globals=self._seeded)
+        # kept workers need per-sample seeds; under DDP Lightning's DistributedSampler hands out plain indices
+        persistent = self.num_workers > 0 and self._world_size() == 1
+        sampler = EpochSeededSampler(dataset, self.seed, epoch=self._start_epoch(), reseed_globals=self._seeded,
+                                     per_sample_seeds=persistent)
         return DataLoader(
-            dataset,
+            SeededItems(dataset) if persistent else dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             generator=sampler.generator,
             drop_last=self.drop_last or self._per_process(size) % self.batch_size == 1,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=False,
+            persistent_workers=persistent,
             collate_fn=self.collate_fn,
         )
+
+    def _training_view(self, dataset: Dataset) -> Dataset:
+        """What the training loader draws from: ``(image, label, index)`` items with :attr:`noisy_indices`
+        flipped (:class:`~runner.data.label_noise.IndexedDataset`); ``dataset`` itself for a
+        datamodule with its own batch format (a ``collate_fn``: detection)."""
+        if self.collate_fn is not None:
+            return dataset
+        return IndexedDataset(dataset, self._flips(len(dataset)), self.num_classes)  # type: ignore[arg-type]
+
+    @property
+    def noisy_indices(self) -> torch.Tensor:
+        """The ``train_set`` indices whose labels the training loader flips (sorted int64; empty without
+        ``data.label_noise``). Sets the datamodule up when it is not yet."""
+        if self.label_noise == 0:
+            return torch.zeros(0, dtype=torch.long)
+        if self.train_set is None:
+            self.setup("fit")
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() left no training set")
+        return self._flips(len(self.train_set))[0].clone()  # type: ignore[arg-type]
+
+    def _flips(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(indices, offsets)`` of the flipped labels of a training set of ``size`` samples (drawn once per size)."""
+        cached = getattr(self, "_flips_cache", None)
+        if cached is None or cached[0] != size:
+            cached = (size, choose_flips(size, self.label_noise, self.num_classes, self.seed))
+            self._flips_cache = cached
+        return cached[1]
 
     def _per_process(self, size: int) -> int:
         """The training samples one process sees: all of them, or under DDP its share (Lightning's
         DistributedSampler pads every rank to ``ceil(size / world_size)``)."""
-        world = int(getattr(getattr(self, "trainer", None), "world_size", 1) or 1)
-        return -(-size // world)
+        return -(-size // self._world_size())
+
+    def _world_size(self) -> int:
+        """The attached Trainer's world size (1 without a Trainer)."""
+        return int(getattr(getattr(self, "trainer", None), "world_size", 1) or 1)
 
     def _start_epoch(self) -> int:
         """The epoch the training loader starts in: the attached Trainer's (restored from a checkpoint

@@ -19,7 +19,7 @@ class DigitsDataModule(ImageDataModule):
 
     Args:
         val_fraction, test_fraction: stratified split sizes; the split depends only on ``seed``.
-        **kwargs: see :class:`~runner.data.ImageDataModule` (batch_size, image_size, ...).
+        **kwargs: see :class:`~runner.data.ImageDataModule` (batch_size, image_size, label_noise, ...).
     """
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, **kwargs: Any) -> None:

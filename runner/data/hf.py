@@ -126,7 +126,8 @@ class HFDataModule(ImageDataModule):
             transforms, as for ``data=imagefolder`` (:mod:`runner.data.transforms`).
         num_workers: None: the cores this process may use (:func:`usable_cores`).
         pin_memory: None: on when the Trainer trains on a GPU.
-        **kwargs: :class:`~runner.data.datamodule.ImageDataModule`'s (batch_size, image_size, seed, mean, std, ...).
+        **kwargs: :class:`~runner.data.datamodule.ImageDataModule`'s (batch_size, image_size, seed, mean, std,
+            label_noise, ...).
     """
 
     augment_presets = AUGMENT_PRESETS

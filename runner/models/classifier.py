@@ -33,8 +33,11 @@ class ImageClassifier(TaskModule):
       (``(B, C, h, w)`` for CNNs, ``(B, tokens, C)`` for ViTs).
     - ``logits``: the classifier's output.
 
-    ``training_step``/``validation_step`` return ``{"loss", "logits", "features", "targets"}``
-    (all but ``loss`` detached), so callbacks read them in ``on_*_batch_end(outputs=...)``.
+    Batches are ``(images, labels)`` or, from this project's training loaders, ``(images, labels,
+    indices)`` (each sample's index in the training set; only callbacks read it, e.g.
+    ``callbacks.CartographyCallback``). ``training_step``/``validation_step`` return ``{"loss",
+    "logits", "features", "targets"}`` (all but ``loss`` detached; ``targets`` the hard labels, also
+    under mixup), so callbacks read them in ``on_*_batch_end(outputs=...)``.
 
     Layers are addressable by ``named_modules()`` names: the timm model sits under
     ``backbone``, so ResNet stages are ``backbone.layer1`` ... ``backbone.layer4``.
@@ -114,6 +117,7 @@ class ImageClassifier(TaskModule):
 
     # -------------------------------------------------------------- training
     def _shared_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Loss and outputs of a batch ``(images, labels)`` or ``(images, labels, indices)``."""
         x, y = self._memory_format(batch[0]), batch[1]
         out = self.forward_features(x)
         loss = F.cross_entropy(out["logits"], y, label_smoothing=self.label_smoothing)

@@ -25,6 +25,7 @@ OURS = {
     "gram_matrix": callbacks.GramMatrixCallback,
     "terminate_on_nan": callbacks.TerminateOnNaN,
     "grad_norm": callbacks.GradNormMonitor,
+    "cartography": callbacks.CartographyCallback,
 }
 
 

@@ -103,3 +103,8 @@ def test_ddp_run_with_callbacks_finishes(tmp_path: Path, group: str, progress_ba
         assert all(r.get("gram_matrix/centered_effective_rank") for r in gram)
         assert list((out / "images" / "gram_matrix").glob("step_*.png"))
         assert list((out / "images" / "interpretation").rglob("*.png"))
+        # CartographyCallback: one cartography.csv from rank zero, every training sample once, both epochs
+        with (out / "cartography.csv").open() as handle:
+            carto = list(csv.DictReader(handle))
+        assert [int(r["index"]) for r in carto] == list(range(len(carto))) and len(carto) > 1000
+        assert {r["epochs"] for r in carto} == {"2"}

@@ -88,7 +88,8 @@ def test_digits_deterministic_per_seed(digits: DigitsDataModule) -> None:
 def test_digits_image_shape(size: int) -> None:
     dm = DigitsDataModule(image_size=size, batch_size=8)
     dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    x, y, index = next(iter(dm.train_dataloader()))  # training batches carry each sample's index
+    assert index.shape == (8,) and index.dtype == torch.long
     assert x.shape == (8, 3, size, size)
     assert x.dtype == torch.float32
     assert y.shape == (8,) and y.dtype == torch.long
@@ -230,7 +231,7 @@ def test_shapes_datamodule_basics(shapes: ShapesDataModule) -> None:
     assert shapes.num_classes == 3
     assert shapes.class_names == list(SHAPE_CLASSES[:3])
     assert (len(shapes.train_set), len(shapes.val_set), len(shapes.test_set)) == (40, 12, 8)
-    x, y = next(iter(shapes.train_dataloader()))
+    x, y, _ = next(iter(shapes.train_dataloader()))
     assert x.shape == (8, 3, 24, 24) and y.max() < 3
     assert shapes.val_masks.shape == (12, 24, 24) and shapes.test_masks.shape == (8, 24, 24)
 
@@ -294,7 +295,7 @@ def test_imagefolder_works(folders: tuple[Path, Path]) -> None:
     assert dm.class_names == ["cat", "dog", "fox"]
     dm.setup("fit")
     assert len(dm.train_set) == 12 and len(dm.val_set) == 6
-    x, y = next(iter(dm.train_dataloader()))
+    x, y, _ = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
     assert y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) <= 2
     images, labels = dm.sample_images(6)
@@ -397,7 +398,7 @@ def test_imagefolder_unreadable_image_is_skipped_while_loading(
     dm.setup("fit")
     with caplog.at_level(logging.WARNING, logger="runner.data.imagefolder"):
         batches = list(dm.train_dataloader())
-    assert sum(len(y) for _, y in batches) == 12  # every index still yields an image
+    assert sum(len(y) for _, y, _ in batches) == 12  # every index still yields an image
     assert dm.train_set.unreadable == [bad]
     assert "skipping unreadable image" in caplog.text and str(bad) in caplog.text
 

@@ -63,9 +63,9 @@ def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 
 
 def test_end_of_epoch_resume_gives_bitwise_the_same_weights(tmp_path: Path) -> None:
-    """Noise drawn in a worker (its seed), dropout in the main process (the global generators), the order:
-    each would differ after the resume without the per-epoch seeding (the num_workers=0 path runs in
-    tests/e2e/test_kill_resume.py)."""
+    """Noise drawn in a kept (persistent) worker (each sample's own seed), dropout in the main process (the
+    global generators), the order: each would differ after the resume without the per-epoch and per-sample
+    seeding (the num_workers=0 path runs in tests/e2e/test_kill_resume.py)."""
     num_workers = 1
     whole = _fit(tmp_path / "whole", EPOCHS, num_workers)
     _fit(tmp_path / "cut", 1, num_workers)  # the run "killed" after epoch 0's checkpoint
@@ -88,13 +88,42 @@ def test_each_epoch_has_its_own_order_from_seed_and_epoch() -> None:
     assert list(EpochSeededSampler(data, seed=4, epoch=2)) != orders[2]
 
 
+def test_per_sample_seeds_depend_on_seed_epoch_and_index_only() -> None:
+    """Keys for kept workers: the same for epoch 2 of a long-lived sampler (whose generator the loader also
+    drew its base seed from) and of a sampler made for epoch 2 in a new process; items loaded under them
+    draw the same numbers whichever process loads them."""
+    from runner.data.epoch_sampler import SeededItems
+
+    data = list(range(20))
+    lived = EpochSeededSampler(data, seed=3, per_sample_seeds=True)
+    for epoch in range(3):
+        lived.set_epoch(epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=lived.generator)  # a DataLoader's base-seed draw
+        keys = list(lived)
+    fresh = EpochSeededSampler(data, seed=3, epoch=2, per_sample_seeds=True)
+    assert list(fresh) == keys and sorted(k[0] for k in keys) == data
+    assert len({seed for _, seed in keys}) == len(keys)
+
+    class Draw(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 20
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return torch.rand(())
+
+    items = SeededItems(Draw())
+    first = [items[k] for k in keys]
+    torch.manual_seed(1234)  # another process state
+    assert [items[k] for k in reversed(keys)] == first[::-1]
+
+
 @pytest.mark.parametrize(("size", "batch_size", "drop_last", "batches"),
                          [(33, 16, False, 2), (34, 16, False, 3), (34, 16, True, 2), (32, 16, True, 2)])
 def test_last_batch_of_one_is_dropped(size: int, batch_size: int, drop_last: bool, batches: int) -> None:
     data = DigitsDataModule(image_size=8, batch_size=batch_size, drop_last=drop_last)
     data.setup("fit")
     data.train_set = torch.utils.data.Subset(data.train_set, range(size))
-    sizes = [len(labels) for _, labels in data.train_dataloader()]
+    sizes = [len(labels) for _, labels, _ in data.train_dataloader()]
     assert len(sizes) == batches and min(sizes) > 1
     assert sum(sizes) == size - (size % batch_size if drop_last or size % batch_size == 1 else 0)
 

@@ -86,7 +86,7 @@ def test_imagefolder_uses_the_preset_and_the_model_config(tmp_path: Path) -> Non
     dm.setup("fit")
     assert type(dm.train_set.transform.transforms[0]).__name__ == "RandomResizedCropAndInterpolation"
     assert dm.val_set.transform.transforms[0].size == 20  # 16 / 0.8
-    x, _ = next(iter(dm.train_dataloader()))
+    x, *_ = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 16, 16)
 
 
