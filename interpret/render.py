@@ -1,5 +1,6 @@
-"""Colormaps, overlays (normalisation undone first), boxes, captioned grids (RGB uint8 arrays) and
-the matplotlib figure of a detection explanation."""
+"""Colormaps, overlays (normalisation undone first), boxes (solid or dashed, labels on solid patches, a
+colour per class), captioned grids whose captions wrap (RGB uint8 arrays) and the matplotlib figure of
+a detection explanation. The sample tiles built from them are in :mod:`interpret.tiles`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = [
     "apply_colormap",
     "check_colormap",
+    "class_colour",
+    "dashed_rectangle",
     "draw_boxes",
     "image_to_uint8",
     "load_font",
@@ -203,6 +206,21 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     return text + "..." if text else ""
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` pixels (a single too long word is cut with "...")."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if draw.textlength(candidate, font=font) <= width or not current:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+    lines.append(current)
+    return [_fit(draw, line, font, width) for line in lines]
+
+
 def make_grid(
     images: Sequence[np.ndarray | Image.Image],
     captions: Sequence[str | Sequence[str]] | None = None,
@@ -221,12 +239,12 @@ def make_grid(
         images: RGB uint8 ``(H, W, 3)`` arrays or PIL images (sizes may differ; each tile is as
             large as the largest image).
         captions: one caption per image (a string, or a list of lines), or None. Too long lines
-            are shortened with "...".
+            wrap at spaces (a single word wider than a tile is shortened with "...").
         ncols: images per row (default: ``ceil(sqrt(n))``).
         padding: pixels between tiles.
         font_size: caption font size (default: scaled to the tile width, 8 to 14).
         background: grey level of the background and caption strip.
-        title: a line of text above the grid ("" for none).
+        title: text above the grid ("" for none; wraps, "\\n" starts a new line).
         colors: one RGB colour per caption (default black).
         min_tile: small images are upscaled (nearest neighbour, an integer factor) until their
             shorter side is at least this many pixels, so captions stay readable.
@@ -248,7 +266,6 @@ def make_grid(
             factor = max(1, -(-int(min_tile) // max(1, min(array.shape[:2]))))
             scaled.append(array.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else array)
         arrays = scaled
-    lines = [[c] if isinstance(c, str) else [str(x) for x in c] for c in captions] if captions is not None else None
     count = len(arrays)
     ncols = min(ncols or int(np.ceil(np.sqrt(count))), count)
     nrows = int(np.ceil(count / ncols))
@@ -256,16 +273,24 @@ def make_grid(
     tile_w = max(a.shape[1] for a in arrays)
     size = font_size or int(np.clip(tile_w // 10, 8, 14))
     line_h = size + 3
+    font = load_font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = None
+    if captions is not None:  # long lines wrap at spaces: a caption is never cut mid-sentence
+        lines = [
+            [part for line in ([c] if isinstance(c, str) else [str(x) for x in c]) for part in _wrap(probe, line, font, tile_w)]
+            for c in captions
+        ]
     n_lines = max((len(entry) for entry in lines), default=0) if lines is not None else 0
     caption_h = n_lines * line_h + (2 if n_lines else 0)
-    title_h = line_h + padding if title else 0
     width = ncols * tile_w + (ncols + 1) * padding
+    title_lines = [part for line in title.split("\n") for part in _wrap(probe, line, font, width - 2 * padding)] if title else []
+    title_h = len(title_lines) * line_h + padding if title else 0
     height = title_h + nrows * (tile_h + caption_h) + (nrows + 1) * padding
     canvas = Image.new("RGB", (width, height), (background,) * 3)
     draw = ImageDraw.Draw(canvas)
-    font = load_font(size)
-    if title:
-        draw.text((padding, padding), _fit(draw, title, font, width - 2 * padding), fill=(0, 0, 0), font=font)
+    for j, line in enumerate(title_lines):
+        draw.text((padding, padding + j * line_h), line, fill=(0, 0, 0), font=font)
     for i, array in enumerate(arrays):
         row, col = divmod(i, ncols)
         x = padding + col * (tile_w + padding)
@@ -284,22 +309,81 @@ def upscale(photo: np.ndarray, min_size: int) -> np.ndarray:
     return photo.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else photo
 
 
-_BOX_COLOURS = ((255, 64, 64), (64, 200, 255), (255, 200, 0), (160, 255, 64), (255, 64, 255), (255, 255, 255))
+_BOX_COLOURS = ((230, 25, 75), (0, 130, 200), (245, 130, 48), (60, 180, 75), (145, 30, 180), (70, 240, 240),
+                (240, 50, 230), (128, 128, 0))
 
 
-def draw_boxes(photo: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequence[str] = ()) -> np.ndarray:
-    """Draw ``xyxy`` boxes (pixels of ``photo``) with their labels on a copy of an ``(H, W, 3)`` uint8 image."""
-    from PIL import ImageDraw
+def class_colour(index: int) -> tuple[int, int, int]:
+    """The colour of class (or box) ``index`` in every detection picture and its legend."""
+    return _BOX_COLOURS[int(index) % len(_BOX_COLOURS)]
 
+
+def dashed_rectangle(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: tuple[int, int, int], width: int,
+                      dash: int = 6) -> None:
+    x0, y0, x1, y1 = box
+    for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
+        start = a
+        while start < b:
+            end = min(b, start + dash)
+            line = [(start, fixed), (end, fixed)] if horizontal else [(fixed, start), (fixed, end)]
+            draw.line(line, fill=colour, width=width)
+            start += 2 * dash
+
+
+def _text_colour(colour: Sequence[int]) -> tuple[int, int, int]:
+    return (0, 0, 0) if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 150 else (255, 255, 255)
+
+
+def draw_boxes(
+    photo: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    labels: Sequence[str] = (),
+    *,
+    colours: Sequence[tuple[int, int, int]] | None = None,
+    dashed: bool = False,
+    font_size: int = 11,
+    width: int = 2,
+) -> np.ndarray:
+    """Draw ``xyxy`` boxes (pixels of ``photo``) with their labels on a copy of an ``(H, W, 3)`` uint8 image.
+
+    Each label is written on a solid patch of its box's colour, above the box when there is room,
+    else inside it, moved down until it overlaps no label drawn before.
+
+    Args:
+        photo: the picture.
+        boxes: ``xyxy`` boxes.
+        labels: one text per box ("" for none).
+        colours: one colour per box (cycled; default: :func:`class_colour` of the box's position).
+        dashed: dashed outlines (ground truth) instead of solid ones (detections).
+        font_size: label font size.
+        width: line width.
+    """
     canvas = Image.fromarray(np.ascontiguousarray(photo))
     draw = ImageDraw.Draw(canvas)
-    font = load_font(10)
+    font = load_font(font_size)
+    taken: list[tuple[float, float, float, float]] = []
+    height_px, width_px = photo.shape[:2]
     for k, box in enumerate(boxes):
-        colour = _BOX_COLOURS[k % len(_BOX_COLOURS)]
+        colour = tuple(colours[k % len(colours)]) if colours else class_colour(k)
         x0, y0, x1, y1 = (float(v) for v in box)
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=2)
+        rect = [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)]
+        if dashed:
+            dashed_rectangle(draw, rect, colour, width)
+        else:
+            draw.rectangle(rect, outline=colour, width=width)
         if k < len(labels) and labels[k]:
-            draw.text((x0 + 2, max(0.0, y0 - 11)), labels[k], fill=colour, font=font)
+            text = _fit(draw, labels[k], font, width_px - 2)
+            w = draw.textlength(text, font=font) + 4
+            h = font_size + 3
+            x = min(max(0.0, x0), max(0.0, width_px - w))
+            y = y0 - h if y0 - h >= 0 else y0
+            for _ in range(20):
+                if not any(x < t[2] and t[0] < x + w and y < t[3] and t[1] < y + h for t in taken):
+                    break
+                y = min(y + h, height_px - h)
+            taken.append((x, y, x + w, y + h))
+            draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
+            draw.text((x + 2, y + 1), text, fill=_text_colour(colour), font=font)
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 

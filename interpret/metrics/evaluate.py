@@ -4,14 +4,16 @@
 this package, adds a random map and a centred Gaussian map as baselines, and summarises each
 (method, metric) cell by its mean over the images and a bootstrap 95% interval of that mean
 (images resampled with replacement). Each metric states its direction (↑ higher is better, ↓
-lower is better) and gets a one-line recommendation that says whether the best method beats the
-random baseline: the bootstrap 95% interval of the mean per-image difference (paired: both
-maps scored on the same images) must exclude 0.
+lower is better) and gets a one-line recommendation that says whether the best method beats each
+baseline (the random map and the centred Gaussian): the bootstrap 95% interval of the mean per-image
+difference (paired: both maps scored on the same images) must exclude 0; when it does not, the line
+says the two are not distinguishable on that many images and about how many would be needed.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -30,7 +32,17 @@ from interpret.metrics.localisation import localisation
 from interpret.metrics.randomisation import model_randomisation
 from interpret.metrics.sensitivity import max_sensitivity
 
-__all__ = ["BASELINE_METHODS", "DIRECTIONS", "MethodTable", "MetricSummary", "bootstrap_interval", "evaluate_methods"]
+__all__ = [
+    "BASELINE_METHODS",
+    "DIRECTIONS",
+    "MethodTable",
+    "MetricSummary",
+    "bootstrap_interval",
+    "evaluate_methods",
+    "images_needed",
+]
+
+log = logging.getLogger(__name__)
 
 #: every metric and whether higher or lower is better
 DIRECTIONS: dict[str, str] = {
@@ -159,6 +171,47 @@ class MethodTable:
         return self.format()
 
 
+#: how a recommendation names each baseline
+BASELINE_NAMES = {"random": "the random map", "centre_gaussian": "the centred Gaussian"}
+#: the z value of a two-sided 95% interval
+Z95 = 1.959964
+
+
+def images_needed(differences: torch.Tensor, z: float = Z95) -> int | None:
+    """About how many images a 95% interval of the mean of these paired differences needs to exclude 0.
+
+    ``ceil((z * sd / |mean|)^2)`` for the per-image differences' mean and standard deviation (the
+    normal approximation of the interval's half-width, ``z * sd / sqrt(n)``); None when the mean is
+    0 or fewer than two differences are finite.
+    """
+    values = differences.detach().double().cpu().flatten()
+    values = values[torch.isfinite(values)]
+    if values.numel() < 2:
+        return None
+    mean, sd = float(values.mean()), float(values.std())
+    if mean == 0.0:
+        return None
+    return max(int(values.numel()) + 1, math.ceil((z * sd / abs(mean)) ** 2))
+
+
+def _versus(table: MethodTable, metric: str, best: str, baseline: str, noun: str) -> str:
+    """Whether ``best`` beats ``baseline`` on ``metric``: paired over the same images, by the bootstrap
+    interval of the mean per-image difference; when it does not, how many images would tell."""
+    direction = DIRECTIONS[metric]
+    difference = table.values[(best, metric)].double() - table.values[(baseline, metric)].double()
+    paired = bootstrap_interval(difference, n_bootstrap=1000, seed=0)
+    detail = (f"{table.summaries[(baseline, metric)].mean:.3f}; paired difference {paired.mean:+.3f} "
+              f"[{paired.low:+.3f}, {paired.high:+.3f}]")
+    if (paired.low > 0) if direction == "higher" else (paired.high < 0):
+        return f"clearly better than {noun} ({detail})"
+    if (paired.high < 0) if direction == "higher" else (paired.low > 0):
+        return f"clearly worse than {noun} ({detail}): this metric favours {noun} here"
+    needed = images_needed(difference)
+    if needed is None or not _better(direction, paired.mean, 0.0):
+        return f"no better than {noun} ({detail}): not distinguishable on {paired.n} images"
+    return f"not distinguishable from {noun} on {paired.n} images ({detail}); about {needed} images needed"
+
+
 def _better(direction: str, a: float, b: float) -> bool:
     return a > b if direction == "higher" else a < b
 
@@ -183,19 +236,12 @@ def _recommend(table: MethodTable, metric: str) -> str:
             "trained model's (near 0 is what an explanation of the model shows)"
         )
         return line + (": it barely depends on what the model learned" if s.low > 0.5 else "")
-    if ("random", metric) in table.summaries and best != "random":
-        r = table.summaries[("random", metric)]
-        # paired over the same images: the interval of the mean per-image difference
-        difference = table.values[(best, metric)].double() - table.values[("random", metric)].double()
-        paired = bootstrap_interval(difference, n_bootstrap=1000, seed=0)
-        clearly = (paired.low > 0) if direction == "higher" else (paired.high < 0)
-        detail = f"{r.mean:.3f}; paired difference {paired.mean:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}]"
-        if clearly:
-            line += f", clearly better than the random map ({detail})"
-        elif _better(direction, s.mean, r.mean):
-            line += f", but not clearly better than the random map ({detail})"
-        else:
-            line += f", and no better than the random map ({detail}): this metric does not favour any method here"
+    verdicts = []
+    for baseline, noun in BASELINE_NAMES.items():
+        if (baseline, metric) in table.summaries and best != baseline:
+            verdicts.append(_versus(table, metric, best, baseline, noun))
+    if verdicts:
+        line += ", " + "; ".join(verdicts)
     return line
 
 
@@ -320,5 +366,7 @@ def evaluate_methods(
         for metric in metrics:
             table.values[(label, metric)] = values[metric]
             table.summaries[(label, metric)] = bootstrap_interval(values[metric], n_bootstrap, seed=seed)
+        done = len(table.seconds)
+        log.info(f"Scored {label} ({done}/{len(explainers)}) on {b} image(s) in {time.perf_counter() - started:.1f} s")
     table.recommendations = {metric: _recommend(table, metric) for metric in metrics}
     return table

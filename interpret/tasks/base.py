@@ -14,8 +14,8 @@ from torch import nn
 
 __all__ = ["SampleRequest", "SampleResult", "Task", "class_name", "class_names_of"]
 
-#: tiles are upscaled (nearest) to at least this many pixels so captions stay readable
-TILE_MIN = 128
+#: tiles are upscaled (nearest) to at least this many pixels (a 32 px input becomes 160 px)
+TILE_MIN = 160
 
 
 def class_name(names: Sequence[str] | None, index: int) -> str:
@@ -75,12 +75,15 @@ class SampleResult:
         predicted: classification: ``(B,)`` the predicted (explained) classes.
         confidence: classification: ``(B,)`` their softmax probabilities.
         detections: detection: one ``DetectionExplanation`` per image.
+        signed: classification with a signed method (Integrated Gradients): ``(B, H, W)`` the
+            attributions summed over channels (the sign kept), drawn with a diverging colormap.
     """
 
     heatmaps: torch.Tensor | None = None
     predicted: torch.Tensor | None = None
     confidence: torch.Tensor | None = None
     detections: list[Any] | None = None
+    signed: torch.Tensor | None = None
 
 
 class Task(abc.ABC):
@@ -132,8 +135,14 @@ class Task(abc.ABC):
         labels: torch.Tensor | None,
         class_names: Sequence[str] | None,
         title: str,
+        masks: torch.Tensor | None = None,
+        truth_boxes: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, str]:
-        """One captioned grid of the explained samples and a one-line text summary of it."""
+        """One captioned grid of the explained samples and a one-line text summary of it.
+
+        ``masks`` (classification: bool ``(B, H, W)`` object masks) and ``truth_boxes``
+        (detection: one ``(n, 4)`` xyxy array of ground-truth boxes per image) are outlined when given.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -338,32 +338,52 @@ class DetectionTask(Task):
         labels: torch.Tensor | None,
         class_names: Sequence[str] | None,
         title: str,
+        masks: torch.Tensor | None = None,
+        truth_boxes: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, str]:
-        """A row per image: the image with every detection's box, then each of its top
-        ``max_detections`` detections with its heatmap and box (blank tiles pad a short row)."""
-        from interpret.render import draw_boxes, image_to_uint8, make_grid, overlay_heatmap, upscale
+        """A row per image: the image with every detection's box (solid, in its class's colour,
+        the label on a patch of that colour) and the ground-truth boxes (``truth_boxes``, dashed
+        white), then each of its top ``max_detections`` detections with its own heatmap and box
+        (blank tiles pad a short row). The title names the colours of the classes seen."""
+        from interpret.render import class_colour, draw_boxes, image_to_uint8, make_grid, upscale
+        from interpret.tiles import OUTLINE_COLOUR, heat_overlay, legend_strip
 
         tiles, captions, summary = [], [], []
+        seen: dict[int, str] = {}
         for i, (image, found) in enumerate(zip(images, result.detections or [], strict=True)):
             photo = upscale(image_to_uint8(image, request.mean, request.std), TILE_MIN)
             scale = photo.shape[0] / image.shape[-2]
             boxes = [tuple(float(v) * scale for v in box) for box in found.boxes]
-            names = [class_name(class_names, int(label)) for label in found.labels]
+            classes = [int(label) for label in found.labels]
+            names = [class_name(class_names, c) for c in classes]
+            seen.update(zip(classes, names))
+            colours = [class_colour(c) for c in classes]
             scores = [float(s) for s in found.scores]
-            tiles.append(draw_boxes(photo, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores)]))
-            captions.append([f"image {i}", f"{len(boxes)} detection(s) >= {request.detection_threshold:g}"])
+            given = np.zeros((0, 4)) if truth_boxes is None else np.asarray(truth_boxes[i], dtype=np.float32).reshape(-1, 4)
+            truth = [tuple(float(v) * scale for v in box) for box in given]
+            boxed = draw_boxes(photo, truth, dashed=True, colours=[OUTLINE_COLOUR]) if truth else photo
+            tiles.append(draw_boxes(boxed, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores)], colours=colours))
+            captions.append([f"image {i}: {len(boxes)} detection(s) >= {request.detection_threshold:g}"
+                             + (f", {len(truth)} true (dashed)" if truth_boxes is not None else "")])
             summary.append(f"{i}: " + (", ".join(f"{n} {s:.2f}" for n, s in zip(names, scores)) or "no detection"))
             for k in range(request.max_detections):
                 if k < len(boxes):
-                    heat = torch.as_tensor(np.asarray(found.maps[k]), dtype=torch.float32)
-                    overlay = overlay_heatmap(photo, heat, alpha=request.alpha, colormap=request.colormap)
-                    tiles.append(draw_boxes(overlay, [boxes[k]], [f"{names[k]} {scores[k]:.2f}"]))
-                    captions.append([f"{names[k]} {scores[k]:.2f}", f"{request.method}"])
+                    heat = heat_overlay(photo, np.asarray(found.maps[k], dtype=np.float32), request.colormap, request.alpha)
+                    tiles.append(draw_boxes(heat, [boxes[k]], [f"{names[k]} {scores[k]:.2f}"], colours=[colours[k]]))
+                    captions.append([f"detection {k}: {names[k]} {scores[k]:.2f} ({request.method})"])
                 else:
                     tiles.append(np.full_like(photo, 255))
-                    captions.append(["", ""])
+                    captions.append([""])
+        note = (f"{request.method}: heatmap scaled per detection (0 = least, 1 = most relevant); "
+                "solid boxes: detections in their class's colour (legend below)"
+                + ("; dashed white: ground truth" if truth_boxes is not None else ""))
         grid = make_grid(
-            tiles, captions, ncols=1 + request.max_detections, padding=6, font_size=11,
-            title=f"{request.method} | detections | {title}", min_tile=TILE_MIN,
+            tiles, captions, ncols=1 + request.max_detections, padding=8, font_size=12,
+            title=f"{request.method} | detections | {title}\n{note}", min_tile=TILE_MIN,
         )
+        entries = [(name, class_colour(c)) for c, name in sorted(seen.items())]
+        if truth_boxes is not None:
+            entries.append(("ground truth", OUTLINE_COLOUR))
+        if entries:
+            grid = np.concatenate([grid, legend_strip(entries, grid.shape[1], dashed=("ground truth",))], axis=0)
         return grid, "; ".join(summary)

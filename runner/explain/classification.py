@@ -68,6 +68,8 @@ class ClassificationPhases:
     def __init__(self, task: Task) -> None:
         """``task``: ``interpret.task_for(model)``, what knows the task's CAM layer and class names."""
         self.task = task
+        #: the recommendation lines of the last scoring (None before or without metrics)
+        self.recommendations: list[str] | None = None
 
     def check(self, inputs: ExplainInputs, loaded: LoadedModel) -> None:
         """The ``features`` layers exist in the model (before anything is explained)."""
@@ -97,8 +99,8 @@ class ClassificationPhases:
             if hasattr(datamodule, "sample_masks"):
                 masks = datamodule.sample_masks(inputs.num_samples)
             names = [f"sample_{i:02d}" for i in range(batch.shape[0])]
-            # sample images are model-sized (32 px on digits/shapes): overlays are drawn 4x larger or more
-            factor = max(1, -(-128 // max(1, min(size))))
+            # sample images are model-sized (32 px on digits/shapes): overlays are drawn at 160 px or more (nearest neighbour)
+            factor = max(1, -(-160 // max(1, min(size))))
             photos = [image_to_uint8(img, mean, std).repeat(factor, axis=0).repeat(factor, axis=1) for img in batch]
             labels = [int(v) for v in label_tensor]
             sources = ["sample"] * len(names)
@@ -132,7 +134,8 @@ class ClassificationPhases:
     def write(self, output_dir: Path, samples: ClassificationSamples, results: dict[str, np.ndarray],
               inputs: ExplainInputs, loaded: LoadedModel) -> list[dict[str, Any]]:
         """Overlays, the grid and ``maps.npz``; returns the manifest's ``images`` entries."""
-        from interpret import make_grid, overlay_heatmap
+        from interpret import make_grid
+        from interpret.tiles import heat_overlay, outline
 
         names_of = loaded.class_names
         tiles, captions = [], []
@@ -143,13 +146,17 @@ class ClassificationPhases:
             tiles.append(samples.photos[index])
             captions.append([name[:24], f"{class_name(names_of, p)} {float(samples.probabilities[index, p]):.2f}{truth}"])
             for method in inputs.methods:
-                overlay = overlay_heatmap(samples.photos[index], results[method][index], alpha=inputs.alpha,
-                                          colormap=inputs.colormap)
+                # the map over a dimmed grey picture, each pixel as opaque as it is relevant; the object outlined
+                overlay = heat_overlay(samples.photos[index], results[method][index], inputs.colormap, inputs.alpha)
+                if samples.masks is not None:
+                    overlay = outline(overlay, samples.masks[index].cpu().numpy() > 0)
                 save_image(overlay_file(output_dir, index, name, method), overlay)
                 tiles.append(overlay)
                 captions.append([method, f"class {class_name(names_of, int(samples.targets[index]))}"])
-        save_grid(output_dir, make_grid(tiles, captions, ncols=1 + len(inputs.methods), min_tile=128,
-                                        title=f"{loaded.ckpt.name}: input, then {', '.join(inputs.methods)}"))
+        note = ("each map scaled per image: colour and opacity grow from its least (0) to its most (1) relevant pixel"
+                + ("; white outline: the object" if samples.masks is not None else ""))
+        save_grid(output_dir, make_grid(tiles, captions, ncols=1 + len(inputs.methods), min_tile=160,
+                                        title=f"{loaded.ckpt.name}: input, then {', '.join(inputs.methods)}\n{note}"))
         save_maps(output_dir, {
             **{map_key(m): a for m, a in results.items()},
             "methods": np.array(inputs.methods),
@@ -180,6 +187,7 @@ class ClassificationPhases:
         )
         table.to_csv(output_dir / EXPLAIN_METRICS_FILE)
         _print_table(table)
+        self.recommendations = [table.recommendations[m] for m in table.metrics]  # the report shows them too
         return {k: round(v, 4) for k, v in table.seconds.items()}
 
     def features(self, output_dir: Path, samples: ClassificationSamples, inputs: ExplainInputs,
@@ -214,4 +222,5 @@ class ClassificationPhases:
             "metrics": EXPLAIN_METRICS_FILE if metric_seconds is not None else None,
             "metric_runtime_s": metric_seconds,
             "features": feature_files,
+            "recommendations": self.recommendations,
         }

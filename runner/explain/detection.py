@@ -121,24 +121,32 @@ class DetectionPhases:
     def write(self, output_dir: Path, samples: DetectionSamples, results: dict[str, list[Any]],
               inputs: ExplainInputs, loaded: LoadedModel) -> list[dict[str, Any]]:
         """Detections, overlays, the grid and ``maps.npz``; returns the manifest's ``images`` entries."""
-        from interpret import make_grid, overlay_heatmap
-        from interpret.render import draw_boxes, upscale
+        from interpret import make_grid
+        from interpret.render import class_colour, draw_boxes, upscale
+        from interpret.tiles import OUTLINE_COLOUR, heat_overlay, legend_strip
 
         names_of = loaded.class_names
         alpha, colormap = inputs.alpha, inputs.colormap
         tiles, captions, arrays, entries = [], [], {}, []
         for index, (name, base) in enumerate(zip(samples.names, results[inputs.methods[0]], strict=True)):
-            photo = upscale(np.ascontiguousarray(base.image), 128)
+            photo = upscale(np.ascontiguousarray(base.image), 160)
             scale = photo.shape[0] / base.image.shape[0]
 
             def scaled(result: Any) -> list[tuple[float, ...]]:
                 return [tuple(float(v) * scale for v in box) for box in result.boxes]
 
             labels = [f"{_class_name(names_of, int(lab))} {float(s):.2f}" for lab, s in zip(base.labels, base.scores)]
-            boxed = draw_boxes(photo, scaled(base), labels)
-            save_image(detection_file(output_dir, index, name), boxed)
-            tiles.append(boxed)
             truth = samples.truths[index]
+            true_boxes = [] if not truth else [tuple(float(v) * scale for v in box) for box in truth["boxes"]]
+            # ground truth dashed white under the detections, each in its class's colour on a solid label
+            boxed = draw_boxes(photo, true_boxes, dashed=True, colours=[OUTLINE_COLOUR]) if true_boxes else photo
+            boxed = draw_boxes(boxed, scaled(base), labels, colours=[class_colour(int(lab)) for lab in base.labels])
+            legend = [(_class_name(names_of, int(lab)), class_colour(int(lab))) for lab in dict.fromkeys(base.labels.tolist())]
+            legend += [("ground truth", OUTLINE_COLOUR)] if truth else []
+            tiles.append(boxed)
+            if legend:
+                boxed = np.concatenate([boxed, legend_strip(legend, boxed.shape[1], dashed=("ground truth",))], axis=0)
+            save_image(detection_file(output_dir, index, name), boxed)
             captions.append([name[:24], f"{len(base)} detection(s)" + (f", {len(truth['boxes'])} true" if truth else "")])
             arrays[f"boxes_{index:02d}"] = base.boxes.numpy()
             arrays[f"labels_{index:02d}"] = base.labels.numpy()
@@ -148,13 +156,14 @@ class DetectionPhases:
                 result = results[method][index]
                 arrays[map_key(method, index)] = result.maps.numpy()
                 for k in range(len(result)):
-                    heat = overlay_heatmap(photo, result.maps[k], alpha=alpha, colormap=colormap)
+                    heat = heat_overlay(photo, result.maps[k].numpy(), colormap, alpha)
                     label = f"{_class_name(names_of, int(result.labels[k]))} {float(result.scores[k]):.2f}"
                     path = save_image(overlay_file(output_dir, index, name, method, k),
-                                      draw_boxes(heat, [scaled(result)[k]], [label]))
+                                      draw_boxes(heat, [scaled(result)[k]], [label],
+                                                 colours=[class_colour(int(result.labels[k]))]))
                     overlays.append(str(path.relative_to(output_dir)))
-                combined = overlay_heatmap(photo, result.combined, alpha=alpha, colormap=colormap)
-                tiles.append(draw_boxes(combined, scaled(result)))
+                combined = heat_overlay(photo, result.combined.numpy(), colormap, alpha)
+                tiles.append(draw_boxes(combined, scaled(result), colours=[class_colour(int(v)) for v in result.labels]))
                 captions.append([method, f"{len(result)} map(s)"])
             entries.append({
                 "name": name, "source": samples.sources[index],
