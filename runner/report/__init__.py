@@ -13,6 +13,9 @@ are inline SVG; nothing is fetched. What it reads, all of it written by the run 
 - ``csv/metrics.csv`` (else TensorBoard's event files): a curve per ``train/*``/``val/*`` metric, the
   learning rate, feature statistics (``features/{layer}/{stat}``), Gram-matrix scalars
   (``gram_matrix/*``) and any other scalar;
+- the explanation metrics (``interpretation/<method>/<metric>``, ``.../shortcut_alarm``) and
+  ``cartography.csv`` (``callbacks.CartographyCallback``): the "What the model learned" section
+  (``learned``), and in a sweep's report the last explanation metrics of each job;
 - ``images/{key}/step_*.png`` (every image a callback logs goes there through
   ``callbacks.image_logging.log_image``, whatever the loggers): one slider per key over training;
 - ``provenance.json``: git commit, library versions and the command line, recorded the first time a
@@ -20,7 +23,7 @@ are inline SVG; nothing is fetched. What it reads, all of it written by the run 
 
 The package: ``readers`` (the directories), ``provenance`` (recording ``provenance.json``), ``html``
 (the Jinja2 templates in ``templates/``), ``charts`` (SVG), one module per page (``run_page``,
-``sweep_page``, ``explain_page``), ``write`` and ``cli``. Only the standard library, jinja2 and
+``sweep_page``, ``explain_page``), ``learned`` (the run page's "What the model learned"), ``write`` and ``cli``. Only the standard library, jinja2 and
 omegaconf are imported (no torch, no Lightning): a report takes well under a second to write.
 """
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from runner.artifacts import (
     DETECTIONS_DIR,
+    image_stem,
+    method_file_name,
     EXPLAIN_METRICS_FILE,
     GRID_FILE,
     OVERLAYS_DIR,
@@ -24,7 +26,58 @@ from runner.report.html import Section, page, render
 from runner.report.readers import read_csv_table
 from runner.report.values import fmt
 
-__all__ = ["build_explain_report", "image_figures"]
+__all__ = ["build_explain_report", "detection_grid", "image_figures", "metric_matrix", "sig3"]
+
+ARROWS = {"higher": "↑", "lower": "↓"}
+
+
+def sig3(value: float) -> str:
+    """A number with 3 significant digits, trailing zeros kept (``0.200``, ``12.3``, ``1.23e-05``); "" for NaN."""
+    return "" if not math.isfinite(value) else f"{value:#.3g}".rstrip(".").replace(".e", "e")
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def metric_matrix(table: list[list[str]]) -> dict[str, Any] | None:
+    """``metrics.csv`` (one row per method and metric) as methods x metrics: each cell's mean and 95%
+    interval to 3 significant digits, the best mean of each column marked, the baselines last.
+
+    Returns:
+        ``{"metrics": [{"name", "arrow", "direction"}], "rows": [{"method", "baseline", "cells": [{"mean",
+        "interval", "best", "n"}]}]}``, or None when the file has none of those columns.
+    """
+    if not table or not {"method", "metric", "mean"} <= set(table[0]):
+        return None
+    header = table[0]
+    records = [dict(zip(header, row)) for row in table[1:] if len(row) == len(header)]
+    metrics = list(dict.fromkeys(r["metric"] for r in records))
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    baseline = {r["method"] for r in records if str(r.get("baseline", "")).lower() == "true"}
+    methods = [m for m in methods if m not in baseline] + [m for m in methods if m in baseline]
+    cell = {(r["method"], r["metric"]): r for r in records}
+    direction = {m: next((r.get("direction", "") for r in records if r["metric"] == m), "") for m in metrics}
+    best: dict[str, str] = {}
+    for metric in metrics:
+        scored = [(v, m) for m in methods if math.isfinite(v := _float(cell.get((m, metric), {}).get("mean", "")))]
+        if scored and direction[metric] in ARROWS:
+            best[metric] = (max(scored) if direction[metric] == "higher" else min(scored))[1]
+    rows = []
+    for method in methods:
+        cells = []
+        for metric in metrics:
+            r = cell.get((method, metric), {})
+            low, high = _float(r.get("ci_low", "")), _float(r.get("ci_high", ""))
+            cells.append({"mean": sig3(_float(r.get("mean", ""))), "best": best.get(metric) == method,
+                          "interval": f"[{sig3(low)}, {sig3(high)}]" if math.isfinite(low) and math.isfinite(high) else "",
+                          "n": r.get("n", "")})
+        rows.append({"method": method, "baseline": method in baseline, "cells": cells})
+    return {"metrics": [{"name": m, "arrow": ARROWS.get(direction[m], ""), "direction": direction[m]} for m in metrics],
+            "rows": rows}
 
 
 def _files(folder: Path, index: int) -> list[Path]:
@@ -38,6 +91,28 @@ def image_figures(output_dir: Path, index: int, image: dict[str, Any]) -> list[P
     overlays = ([output_dir / p for p in listed if (output_dir / p).is_file()] if listed is not None
                 else _files(output_dir / OVERLAYS_DIR, index))
     return _files(output_dir / DETECTIONS_DIR, index) + overlays
+
+
+def detection_grid(figures: list[Path], index: int, image: dict[str, Any], methods: list[str]) -> dict[str, Any] | None:
+    """A detection image's per-detection maps as a grid: a row per method, a column per detection
+    (``overlays/NN_<image>_<method>_KK.png``); None when the image has no such maps."""
+    stem = image_stem(index, image.get("name", ""))
+    cells: dict[tuple[str, int], Path] = {}
+    for path in figures:
+        for method in methods:
+            prefix = f"{stem}_{method_file_name(method)}_"
+            tail = path.stem[len(prefix):]
+            if path.stem.startswith(prefix) and tail.isdigit():
+                cells[(method, int(tail))] = path
+    if not cells:
+        return None
+    count = max(k for _, k in cells) + 1
+    found = image.get("detections") or []
+    columns = [f"detection {k}" + (f": {found[k].get('class')} {float(found[k].get('score', math.nan)):.2f}"
+                                   if k < len(found) else "") for k in range(count)]
+    rows = [{"method": m, "cells": [cells.get((m, k)) for k in range(count)]} for m in methods
+            if any((m, k) in cells for k in range(count))]
+    return {"columns": columns, "rows": rows}
 
 
 def _columns(manifest: Manifest, images: list[dict[str, Any]]) -> list[tuple[str, Any]]:
@@ -79,11 +154,17 @@ def build_explain_report(output_dir: Path) -> str:
     runtime = [(k, float(v)) for k, v in (manifest.runtime_s or {}).items()]
     images = manifest.images or []
     columns = _columns(manifest, images)
-    rows = [{"name": image.get("name", ""), "cells": [cell(image) for _, cell in columns],
-             "figures": image_figures(output_dir, index, image)} for index, image in enumerate(images)]
+    rows = []
+    for index, image in enumerate(images):
+        figures = image_figures(output_dir, index, image)
+        boxes_files = _files(output_dir / DETECTIONS_DIR, index)
+        grid = detection_grid(figures, index, image, list(manifest.methods or [])) if boxes_files else None
+        rows.append({"name": image.get("name", ""), "cells": [cell(image) for _, cell in columns],
+                     "figures": boxes_files if grid else figures, "grid": grid})
     boxes = any(_files(output_dir / DETECTIONS_DIR, i) for i in range(len(images)))
     methods = ", ".join(manifest.methods or [])
-    figures = f"boxes, then each detection's map ({methods})" if boxes else f"overlays ({methods})"
+    figures = (f"detections and ground truth (dashed), then each detection's map: a row per method ({methods})"
+               if boxes else f"overlays ({methods})")
     metrics = read_csv_table(output_dir / EXPLAIN_METRICS_FILE)
     features = [output_dir / f for f in extra.get("features") or [] if (output_dir / f).is_file()]
     grid = output_dir / GRID_FILE
@@ -94,6 +175,7 @@ def build_explain_report(output_dir: Path) -> str:
         Section("overlays", "Overlays per image", render(
             "explain/overlays.html", header=["image", *(h for h, _ in columns), figures], rows=rows)),
         Section("metrics", "Explanation metrics", render(
-            "explain/metrics.html", table=metrics, present=(output_dir / EXPLAIN_METRICS_FILE).is_file())),
+            "explain/metrics.html", table=metrics, matrix=metric_matrix(metrics),
+            recommendations=extra.get("recommendations") or [], present=(output_dir / EXPLAIN_METRICS_FILE).is_file())),
         Section("features", "Feature maps", render("explain/features.html", features=features)),
     ])

@@ -7,7 +7,9 @@ a report takes well under a second to write.
 from __future__ import annotations
 
 import csv
+import functools
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ __all__ = [
     "failure_reason",
     "image_series",
     "load_config",
+    "owned_name",
+    "read_cartography",
     "read_csv_table",
     "read_metrics_csv",
     "read_overrides",
@@ -137,6 +141,50 @@ def image_series(run_dir: Path) -> dict[str, list[tuple[int, Path]]]:
             continue
         found.setdefault(png.parent.relative_to(root).as_posix(), []).append((step, png))
     return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+@functools.cache
+def owned_name(module: str, name: str) -> str:
+    """The string constant ``name`` of ``module`` (e.g. ``callbacks.cartography``'s ``CARTOGRAPHY_FILE``), read
+    from its source without importing it: a callback module imports torch and Lightning (seconds), a report
+    takes a tenth of one. The module stays the one owner of the name.
+
+    Raises:
+        LookupError: the module has no such top-level string assignment.
+    """
+    import ast
+    import importlib.util
+
+    if module in sys.modules:  # imported already (e.g. at the end of a run): no need to parse
+        return str(getattr(sys.modules[module], name))
+    package, _, leaf = module.rpartition(".")
+    spec = importlib.util.find_spec(package or leaf)  # a top-level package is found, not imported
+    if spec is None or spec.origin is None:
+        raise LookupError(f"{module} not found")
+    source = Path(spec.origin).parent / f"{leaf}.py" if package else Path(spec.origin)
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and isinstance(node.value.value, str):
+                return node.value.value
+    raise LookupError(f"{module} has no string constant {name}")
+
+
+def read_cartography(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of the run's cartography csv (``callbacks.CartographyCallback``), numbers as floats; [] without one.
+
+    The file's name is ``CARTOGRAPHY_FILE`` of ``callbacks.cartography`` (re-exported by :mod:`runner.artifacts`).
+    """
+    rows = read_csv_table(run_dir / owned_name("callbacks.cartography", "CARTOGRAPHY_FILE"))
+    if len(rows) < 2:
+        return []
+    header = rows[0]
+    out = []
+    for row in rows[1:]:
+        values = {k: _to_float(v) for k, v in zip(header, row)}
+        if all(values.get(k) is not None for k in ("index", "confidence", "variability", "correctness")):
+            out.append({k: v for k, v in values.items() if v is not None})
+    return out
 
 
 # ------------------------------------------------------------------------------ config and result

@@ -14,8 +14,9 @@ from typing import Any
 from markupsafe import Markup
 
 from runner.artifacts import IMAGES_DIR, JobResult
-from runner.report.charts import svg_chart
+from runner.report.charts import is_constant, spans_decades, svg_chart
 from runner.report.html import Section, page, render
+from runner.report.learned import INTERPRETATION_PREFIX, hardest_image_key, learned_section
 from runner.report.provenance import shown_provenance
 from runner.report.readers import (
     Series,
@@ -81,7 +82,7 @@ def _curves(series: Series, source: str) -> Markup:
     if lr:
         values = [y for v in lr.values() for _, y in v]
         positive = all(y > 0 for y in values)
-        charts.append(svg_chart(lr, "learning rate", log_y=positive and max(values) / min(values) > 50))
+        charts.append(svg_chart(lr, "learning rate", log_y=positive and spans_decades(values)))
     return render("run/curves.html", series=bool(series), source=source, charts=charts, lr=bool(lr))
 
 
@@ -112,7 +113,7 @@ def _gram(series: Series, images: dict[str, list[tuple[int, Path]]]) -> Markup:
     scalars = {k.split("/", 1)[1]: v for k, v in series.items() if k.startswith(GRAM_KEY + "/")}
     ranks = {k: v for k, v in scalars.items() if "rank" in k}
     offdiag = {k: v for k, v in scalars.items() if "offdiag" in k}
-    rest = {k: v for k, v in scalars.items() if k not in ranks and k not in offdiag}
+    rest = {k: v for k, v in scalars.items() if k not in ranks and k not in offdiag and not is_constant(v)}
     charts = [svg_chart(ranks, "Gram: effective rank"), svg_chart(offdiag, "Gram: mean off-diagonal"),
               svg_chart(rest, "Gram: other")] if scalars else []
     sliders = _sliders(images, series, [GRAM_KEY]) if GRAM_KEY in images else []
@@ -124,8 +125,10 @@ def _other(series: Series) -> list[Markup]:
     groups: dict[str, Series] = {}
     for key, pts in series.items():
         head, _, tail = key.partition("/")
-        if (key == "epoch" or _is_lr(key) or head in (FEATURES_KEY, GRAM_KEY, "test")
+        if (key == "epoch" or _is_lr(key) or head in (FEATURES_KEY, GRAM_KEY, INTERPRETATION_PREFIX, "test")
                 or (head in STAGES and tail) or len(pts) < 2):
+            continue
+        if is_constant(pts):  # e.g. num_samples: a chart of one value says nothing (the final table has it)
             continue
         groups.setdefault(head, {})[tail or head] = pts
     return [svg_chart(v, k) for k, v in sorted(groups.items())]
@@ -186,12 +189,15 @@ def build_run_report(run_dir: Path, provenance: dict[str, Any] | None = None) ->
     series, source = read_scalars(run_dir)
     images = image_series(run_dir)
     config_text, cfg, note = load_config(run_dir)
-    interp_keys = [k for k in images if k != GRAM_KEY]
+    hardest_key = hardest_image_key()
+    interp_keys = [k for k in images if k not in (GRAM_KEY, hardest_key)]
     sections = [
         Section("config", "Config and provenance", render(
             "run/config.html", rows=_config_rows(run_dir, result, prov, cfg), text=config_text, note=note)),
         Section("final", "Final metrics", _final(run_dir, result, series)),
         Section("curves", "Metric curves", _curves(series, source)),
+        Section("learned", "What the model learned",
+                learned_section(series, curve_groups(series).get("acc", {}), run_dir, images)),
         Section("interpretation", "Interpretation over training",
                 render("run/interpretation.html", sliders=_sliders(images, series, interp_keys))),
         Section("features", "Feature statistics per layer", _features(series)),

@@ -1,5 +1,6 @@
 """The report of a multirun: the jobs (failed ones marked), each swept value against ``optimized_metric``,
-the validation curves of every job, and every job's final metrics."""
+the final explanation metrics of every job (which one looks at the right thing), the validation curves
+of every job, and every job's final metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 from markupsafe import Markup
 
 from runner.artifacts import REPORT_FILE, csv_metrics_files
-from runner.report.charts import svg_chart
+from runner.report.charts import spans_decades, svg_chart
 from runner.report.html import Section, page, render
+from runner.report.learned import ALARM_METRIC, explanation_curves, first_alarms
 from runner.report.readers import Series, SweepJob, read_metrics_csv, read_sweep
 from runner.report.values import fmt
 
@@ -54,23 +56,46 @@ def _scatter(jobs: list[SweepJob], param: str, metric_name: str) -> Markup:
         else:
             bad.append((x, floor, f"{tip} ({job.status})"))
     xs = [x for x, _, _ in good + bad]
-    log_x = numeric and bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= LOG_X_RATIO
-    if log_x:
-        good = [(math.log10(x), y, t) for x, y, t in good]
-        bad = [(math.log10(x), y, t) for x, y, t in bad]
+    log_x = numeric and spans_decades(xs, LOG_X_RATIO)  # e.g. the learning rate: a log axis, labelled with values
     marks = {"jobs": good}
     if bad:
         marks["failed jobs (drawn at the lowest value)"] = bad
-    return svg_chart({}, f"{metric_name} vs {param}", xlabel=param + (" (log10)" if log_x else ""), marks=marks,
-                     xcategories=categories)
+    return svg_chart({}, f"{metric_name} vs {param}", xlabel=param, marks=marks, xcategories=categories, log_x=log_x)
 
 
-def _curves(jobs: list[SweepJob]) -> list[Markup]:
+def _job_series(job: SweepJob) -> Series:
+    files = csv_metrics_files(job.dir)
+    return read_metrics_csv(files[0]) if files else {}
+
+
+def _explanations(jobs: list[SweepJob], all_series: list[Series]) -> dict[str, Any]:
+    """The last value of every ``interpretation/<method>/<metric>`` of each job, and when its shortcut alarm fired.
+
+    Returns:
+        ``{"columns": ["<method>/<metric>", ...], "rows": [{"job", "cells", "alarm"}], "alarms"}``; no columns when no
+        job logged explanation metrics.
+    """
+    finals: list[dict[str, float]] = []
+    alarms: list[str] = []
+    for series in all_series:
+        metrics, alarm_series = explanation_curves(series)
+        finals.append({f"{method}/{metric}": max(pts)[1] for metric, by_method in metrics.items()
+                       for method, pts in by_method.items() if pts})
+        fired = first_alarms(series)
+        alarms.append("; ".join(f"{a['method']}: alarm at " + (f"epoch {a['epoch']}" if a["epoch"] is not None
+                                                              else f"step {a['step']}") for a in fired)
+                      or ("silent" if alarm_series else ""))
+    order = list(dict.fromkeys(k for f in finals for k in f))  # the metrics' order (explanation_curves')
+    columns = sorted(order, key=lambda k: (k.split("/", 1)[0], order.index(k)))
+    rows = [{"job": job, "cells": [f.get(c, "") for c in columns], "alarm": alarm}
+            for job, f, alarm in zip(jobs, finals, alarms, strict=True)]
+    return {"columns": columns, "rows": rows, "alarms": any(alarms), "alarm_name": ALARM_METRIC}
+
+
+def _curves(jobs: list[SweepJob], all_series: list[Series]) -> list[Markup]:
     """One chart per ``val/*`` column (running bests left out) with a line per job."""
     curves: dict[str, Series] = {}
-    for job in jobs:
-        files = csv_metrics_files(job.dir)
-        series = read_metrics_csv(files[0]) if files else {}
+    for job, series in zip(jobs, all_series, strict=True):
         for key, pts in series.items():
             if key.startswith("val/") and not key.endswith(BEST_SUFFIX):
                 curves.setdefault(key, {})[f"job {job.num}"] = pts
@@ -110,11 +135,15 @@ def build_sweep_report(sweep_dir: Path) -> str:
     table = render("sweep/jobs.html", jobs=jobs, failed=sum(1 for j in jobs if not j.ok), best=best,
                    metric_name=metric_name, common=" ".join(common), swept=swept, shown=shown,
                    rows=_rows(sweep_dir, jobs, swept, shown, best, common))
+    all_series = [_job_series(job) for job in jobs]
     return page(f"sweep report: {sweep_dir.name}", str(sweep_dir.resolve()), [
         Section("jobs", "Jobs", table),
         Section("hparams", f"Hyperparameters against {metric_name}",
                 render("sweep/hparams.html", charts=[_scatter(jobs, p, metric_name) for p in swept])),
-        Section("curves", "Validation curves of every job", render("sweep/curves.html", charts=_curves(jobs))),
+        Section("explanations", "What each job's model looks at",
+                render("sweep/explanations.html", swept=swept, **_explanations(jobs, all_series))),
+        Section("curves", "Validation curves of every job",
+                render("sweep/curves.html", charts=_curves(jobs, all_series))),
         Section("details", "Final metrics per job", render("sweep/details.html", jobs=[
             (job, [(k, float(v)) for k, v in sorted(job.metrics.items())]) for job in jobs])),
     ])

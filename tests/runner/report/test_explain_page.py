@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from runner.report import write_report
+from tests.support.report_dirs import explain_metrics_dir
 
 
 def _png(path: Path) -> None:
@@ -29,9 +30,11 @@ def test_rows_show_what_the_images_carry_and_their_figures(tmp_path: Path) -> No
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"methods": ["gradcam"], "detection_threshold": 0.5, "images": [image]}))
     page = write_report(tmp_path).read_text()
-    assert _alts(page) == ["00_a", "00_a_gradcam_01", "00_a_gradcam_00"]  # boxes, then the listed overlays in order
+    # the boxes, then the per-detection maps as a grid: a row per method, a column per detection
+    assert _alts(page) == ["00_a", "00_a_gradcam_00", "00_a_gradcam_01"]
     assert "detections (score &gt;= 0.5000)" in page and "dog 0.90" in page and "true objects" in page
-    assert "boxes, then each detection&#39;s map (gradcam)" in page and "<th>predicted</th>" not in page
+    assert "<th>detection 0: dog 0.90</th><th>detection 1</th>" in page and '<th scope="row">gradcam</th>' in page
+    assert "then each detection&#39;s map: a row per method (gradcam)" in page and "<th>predicted</th>" not in page
 
 
 def test_overlays_not_listed_are_found_by_their_image_prefix(tmp_path: Path) -> None:
@@ -44,3 +47,19 @@ def test_overlays_not_listed_are_found_by_their_image_prefix(tmp_path: Path) -> 
     page = write_report(tmp_path).read_text()
     assert _alts(page) == ["00_a_gradcam", "01_b_gradcam"]
     assert "<td>cat</td><td>dog</td>" in page and "overlays (gradcam)" in page and "detections" not in page
+
+
+def test_metrics_are_a_wide_table_with_best_marked_and_baselines_apart(tmp_path: Path) -> None:
+    from runner.report.explain_page import metric_matrix, sig3
+
+    assert (sig3(0.123456), sig3(0.2), sig3(12.345), sig3(100.0), sig3(1.234e-5), sig3(float("nan"))) == (
+        "0.123", "0.200", "12.3", "100", "1.23e-05", "")
+    page = write_report(explain_metrics_dir(tmp_path)).read_text()
+    assert "<th colspan=\"2\" title=\"lower is better\">deletion ↓</th>" in page
+    body = page[page.index('class="metrics"'):]
+    methods = re.findall(r'<th scope="row">([a-z_]+)', body)
+    assert methods == ["gradcam", "saliency", "random", "centre_gaussian"]  # methods, then the baselines
+    assert body.count("★") == 2 and '<td class="num best">★ 0.123</td><td class="num ci">[0.100, 0.150]</td>' in body
+    assert '<td class="num best">★ 0.650</td>' in body  # the centred Gaussian beats every method on insertion
+    assert body.count("first-baseline") == 1 and "about 95 images needed" in body
+

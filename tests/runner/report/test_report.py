@@ -80,12 +80,48 @@ class Loaded:
         foreign = [u for u in self.requests if u != self.url and not u.startswith("data:")]
         assert not foreign, foreign
 
+    def overflowing(self, selector: str) -> list[str]:
+        """What sticks out of ``selector``'s box or is cut: elements past its right edge, boxes that
+        clip their content, SVG text outside its chart. Empty when the layout is clean."""
+        return self.page.evaluate(_LAYOUT_JS, selector)
+
+    def sizes(self, selector: str) -> list[dict[str, float]]:
+        """The shown (CSS px) and natural sizes of the images inside ``selector``."""
+        self.page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+        return self.page.eval_on_selector_all(
+            selector + " img:not([hidden])",
+            "els => els.map(i => ({w: i.getBoundingClientRect().width, h: i.getBoundingClientRect().height,"
+            " nw: i.naturalWidth, nh: i.naturalHeight}))")
+
     def images(self) -> list[dict[str, Any]]:
         self.page.wait_for_function("Array.from(document.images).every(i => i.complete)")
         return self.page.evaluate(
             "Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 30),"
             " w: i.naturalWidth, h: i.naturalHeight}))"
         )
+
+
+_LAYOUT_JS = """(selector) => {
+  const out = [];
+  for (const root of document.querySelectorAll(selector)) {
+    const box = root.getBoundingClientRect();
+    for (const e of root.querySelectorAll('*')) {
+      const b = e.getBoundingClientRect();
+      if (!b.width || e.closest('svg') && e.tagName !== 'svg' && e.tagName !== 'text') continue;
+      const name = e.tagName.toLowerCase() + (e.getAttribute('class') ? '.' + e.getAttribute('class') : '');
+      if (b.right > box.right + 1 || b.left < box.left - 1) out.push(`${name} outside ${selector} by ${Math.round(b.right - box.right)} px`);
+      const style = getComputedStyle(e);
+      if (e.tagName !== 'svg' && !e.closest('svg') && e.scrollWidth > e.clientWidth + 1 && style.overflowX !== 'visible')
+        out.push(`${name} cuts its content (${e.scrollWidth} > ${e.clientWidth} px)`);
+      if (e.tagName === 'text') {
+        const svg = e.ownerSVGElement.getBoundingClientRect();
+        if (b.left < svg.left - 0.5 || b.right > svg.right + 0.5 || b.top < svg.top - 0.5 || b.bottom > svg.bottom + 0.5)
+          out.push(`chart text "${e.textContent}" cut by its chart`);
+      }
+    }
+  }
+  return out;
+}"""
 
 
 @pytest.fixture
@@ -122,11 +158,12 @@ def test_run_report_opens_offline_with_every_section(run_dir: Path, load: Any) -
     page.check_offline_and_clean()
     images = page.images()
     # 2 interpretation frames (end of epoch 0, end of training) + 5 Gram matrices (steps 2, 4, ..., 10)
-    assert len(images) == 7, images
+    # + the hardest samples of cartography
+    assert len(images) == 8, images
     assert all(i["src"].startswith("data:image/png;base64,") and i["w"] > 0 and i["h"] > 0 for i in images), images
     text = page.page.inner_text("body")
-    for heading in ("Config and provenance", "Final metrics", "Metric curves", "Interpretation over training",
-                    "Feature statistics per layer", "Gram matrices"):
+    for heading in ("Config and provenance", "Final metrics", "Metric curves", "What the model learned",
+                    "Interpretation over training", "Feature statistics per layer", "Gram matrices"):
         assert heading in text
     assert "git commit" in text and "seed" in text and "callbacks=all" in text and "backbone: resnet18" in text
     assert "test/acc" in text and "no interpretation images" not in text and "no Gram" not in text
@@ -136,6 +173,14 @@ def test_run_report_opens_offline_with_every_section(run_dir: Path, load: Any) -
         assert title in charts, charts
     # every chart drew a line or points inside the page
     assert page.page.eval_on_selector_all("svg.chart", "els => els.every(e => e.querySelector('polyline,circle'))")
+    assert "num_samples" not in " ".join(charts)  # a constant is no chart
+    # the layout at a laptop's width: nothing sticks out or is cut; the heatmap tiles at full size
+    page.page.set_viewport_size({"width": 1280, "height": 900})
+    for section in ("#interpretation", "#learned", "#curves", "#features", "#gram", "#final"):
+        assert page.overflowing(section) == [], section
+    (grid,) = page.sizes('#interpretation .slider[data-key="interpretation/gradcam"]')
+    assert grid["nw"] >= 2 * 3 * 160 and grid["w"] >= grid["nw"] - 1, grid  # 2 samples x 3 parts of >= 160 px, unscaled
+    page.page.locator("#interpretation").screenshot(path=str(run_dir.parent / "interpretation.png"))
 
 
 @pytest.mark.slow
@@ -271,7 +316,7 @@ def test_metrics_csv_columns_become_step_series(tmp_path: Path) -> None:
 def test_svg_chart_drops_non_finite_points_and_escapes_names() -> None:
     svg = svg_chart({"a<b": [(0, 1.0), (1, float("nan")), (2, 3.0)]}, "t&t")
     assert "a&lt;b" in svg and "t&amp;t" in svg and "nan" not in svg.lower()
-    assert svg.count("<circle") == 2
+    assert svg.count('class="dot"') == 2
     assert svg_chart({"x": [(0, float("inf"))]}, "empty") == ""
 
 
@@ -317,3 +362,42 @@ def test_the_run_records_its_provenance_each_time_a_later_report_reads_it(tmp_pa
     assert saved["command"] == "python run.py ckpt_path=last trainer.max_epochs=4"
     assert saved["versions"]["python"] and "git_commit" in saved
     assert "ckpt_path=last trainer.max_epochs=4" in (tmp_path / REPORT_FILE).read_text()
+
+
+# ----------------------------------------------------------------------------- layout of the new sections
+def test_explain_metrics_table_layout(tmp_path: Path, load: Any) -> None:
+    """The wide metrics table (methods x metrics, baselines apart) fits a 1280 px window, nothing cut."""
+    from tests.support.report_dirs import explain_metrics_dir
+
+    page = load(write_report(explain_metrics_dir(tmp_path)))
+    page.page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.overflowing("#metrics") == []
+    assert page.page.locator("#metrics td.best").count() == 2
+    assert "about 95 images needed" in page.page.inner_text("#metrics ul.recommendations")
+    page.check_offline_and_clean()
+
+
+def test_detection_maps_grid_layout(tmp_path: Path, load: Any) -> None:
+    """A row per method, a column per detection, each map shown at its 160 px, all inside the section."""
+    from tests.support.report_dirs import detection_explain_dir
+
+    page = load(write_report(detection_explain_dir(tmp_path)))
+    page.page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.overflowing("#overlays") == []
+    grid = page.page.locator("#overlays table.detgrid")
+    assert grid.locator("tbody tr").count() == 2 and grid.locator("thead th").count() == 1 + 5
+    sizes = page.sizes("#overlays table.detgrid")
+    assert len(sizes) == 2 * 5 and all(s["w"] >= 159 for s in sizes), sizes
+    page.check_offline_and_clean()
+
+
+def test_learned_section_layout(tmp_path: Path, load: Any) -> None:
+    """The alarm banner, the explanation charts, the data map and the hardest table fit a 1280 px window, nothing cut."""
+    from tests.support.report_dirs import learned_run_dir
+
+    page = load(write_report(learned_run_dir(tmp_path, alarm=True)))
+    page.page.set_viewport_size({"width": 1280, "height": 900})
+    assert page.overflowing("#learned") == []
+    assert page.page.locator("#learned .banner.alarm").is_visible()
+    assert page.page.locator("#learned svg.chart").count() == 1 + 3 + 1  # accuracy, 3 metrics, the data map
+    page.check_offline_and_clean()
