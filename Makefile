@@ -51,7 +51,7 @@ slurm-down:
 ## (the README's commands and the SLURM tests each stay on one worker, in order: tests/conftest.py)
 JOBS ?= 2
 test: install chromium slurm
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist load --durations=25 $(ARGS)
 
 ## the benchmarks (ratios against baselines measured in the same run); REPEATS runs of each side, medians
 REPEATS ?= 5

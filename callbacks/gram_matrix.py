@@ -47,7 +47,7 @@ def render_gram(
     cell = max(1, 384 // max(n, 1))
     side = n * cell
     lut = _colour_table(colormap)
-    rgb = lut[np.round((g + 1.0) * 127.5).astype(np.int64)]
+    rgb = lut[np.round((np.nan_to_num(g, nan=0.0) + 1.0) * 127.5).astype(np.int64)]
     rgb = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
 
     font = load_font(11)
@@ -248,6 +248,9 @@ class GramMatrixCallback(Callback):
             features = features.detach().reshape(features.shape[0], -1)
         features = _gather_rows(trainer, features, pl_module.device)
         if features is None or not trainer.is_global_zero:
+            return
+        if not bool(torch.isfinite(features).all()):  # a diverged run (TerminateOnNaN says why): nothing to draw
+            log.warning(f"GramMatrixCallback: the features hold NaN or inf at global step {step}: not drawn")
             return
         n_total = features.shape[0]
         features = features[even_indices(n_total, self.max_samples).to(features.device)].float()

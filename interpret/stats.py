@@ -203,9 +203,13 @@ def effective_rank(features: Tensor, normalize: bool = True) -> float:
         normalize: L2-normalise each row first (as the gram matrix does).
 
     Returns:
-        A value between 1 (all rows on one line: collapse) and ``min(N, D)``; 0 for all-zero input.
+        A value between 1 (all rows on one line: collapse) and ``min(N, D)``; 0 for all-zero input;
+        NaN when a feature is NaN or infinite (a diverged run: there is no rank to speak of, and the
+        SVD would fail).
     """
     x = _rows(features)
+    if not bool(torch.isfinite(x).all()):
+        return float("nan")
     if normalize:
         x = F.normalize(x, dim=1)
     s = torch.linalg.svdvals(x.double())

@@ -15,7 +15,8 @@ Both sides: the same folder, model, batch size, optimizer (AdamW, one parameter 
 adds Mixup/CutMix and the weight EMA) and loader workers; each a fresh process per round. An
 epoch is timed from its start to the end of its last optimizer step, data loading included; the
 first epoch of each process is a warm-up and not counted; run.py validates one batch after each
-epoch, outside the timed span (the timm loop does not validate). Prints the median images
+epoch, outside the timed span, from a validation folder of one batch (a larger one would leave its
+kept workers decoding prefetched batches during the next timed epoch); the timm loop does not validate. Prints the median images
 per second of each side and the ratio run/timm per (size, variant); the goal is >= 0.95.
 
     python scripts/bench_timm_loop.py --sizes 64 --rounds 3 --epochs 3        # the smallest setting
@@ -74,28 +75,33 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def write_folder(root: Path, size: int, classes: int, per_class: int) -> Path:
-    """``root/train/<class>/<i>.jpg``: seeded noise around a colour per class, ``size`` x ``size`` JPEGs."""
+def write_folder(root: Path, size: int, classes: int, per_class: int, split: str = "train") -> Path:
+    """``root/<split>/<class>/<i>.jpg``: seeded noise around a colour per class, ``size`` x ``size`` JPEGs."""
     import numpy as np
     from PIL import Image
 
-    train = root / "train"
-    if train.is_dir():
-        return train
-    rng = np.random.default_rng(0)
+    folder = root / split
+    if folder.is_dir():
+        return folder
+    rng = np.random.default_rng(0 if split == "train" else 1)
     for c in range(classes):
-        (train / f"class{c}").mkdir(parents=True)
+        (folder / f"class{c}").mkdir(parents=True)
         colour = rng.integers(0, 256, 3)
         for i in range(per_class):
             pixels = np.clip(colour + rng.normal(0, 60, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(train / f"class{c}" / f"{i}.jpg", quality=90)
-    return train
+            Image.fromarray(pixels).save(folder / f"class{c}" / f"{i}.jpg", quality=90)
+    return folder
 
 
 def run_side(args: argparse.Namespace, train: Path, size: int, variant: bool, out: Path) -> None:
-    """One ``python run.py`` process of ``args.epochs`` epochs; epoch times go to ``out``."""
+    """One ``python run.py`` process of ``args.epochs`` epochs; epoch times go to ``out``.
+
+    Its validation folder (``val`` beside ``train``) holds one batch: the one batch validated after each
+    epoch leaves the validation workers nothing prefetched to decode during the next timed epoch.
+    """
+    val = train.parent / "val"
     overrides = [
-        "data=imagefolder", f"data.train_dir={train}", f"data.val_dir={train}", f"data.image_size={size}",
+        "data=imagefolder", f"data.train_dir={train}", f"data.val_dir={val}", f"data.image_size={size}",
         f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}", "data.augment=timm",
         f"data.auto_augment={AUTO_AUGMENT}", f"data.re_prob={RE_PROB}", f"data.pin_memory={args.device == 'cuda'}",
         f"model.backbone={args.model}", f"model.label_smoothing={SMOOTHING}", f"model.channels_last={args.channels_last}",
@@ -224,6 +230,7 @@ def main() -> None:
           f"precision {args.precision}, channels_last {args.channels_last}; in {work}")
     for size in args.sizes:
         train = write_folder(work / f"images_{size}", size, args.classes, args.per_class)
+        write_folder(work / f"images_{size}", size, args.classes, max(1, args.batch_size // args.classes), "val")
         for name in args.variants:
             variant = name == "mixup_ema"
             rates: dict[str, list[float]] = {"run": [], "timm": []}

@@ -20,22 +20,36 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-#: tests that share state across tests stay together on one xdist worker (``--dist loadgroup``), in order:
-#: the README's commands run in one scratch directory (a resume uses the run an earlier command made),
-#: and the SLURM tests share the one local cluster (its ports are fixed).
+#: tests that share state across tests stay together on one xdist worker, in order: the README's
+#: commands run in one scratch directory (a resume uses the run an earlier command made), and the
+#: SLURM tests share the one local cluster (its ports are fixed). Every other test is its own unit.
 _GROUPS = {"tests/e2e/test_readme.py": "readme", "tests/e2e/slurm/": "slurm"}
 
 
+def group_of(nodeid: str) -> str:
+    """The unit a test is scheduled in: its group's name, else its own node id."""
+    return next((name for prefix, name in _GROUPS.items() if nodeid.startswith(prefix)), nodeid)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = next((name for prefix, name in _GROUPS.items() if path.startswith(prefix)), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    """In xdist workers: the groups first (the README commands, the longest unit, then the SLURM tests), so
+    they start at once on their workers while the other tests fill the time around them."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    order = list(_GROUPS.values())
+    items.sort(key=lambda item: order.index(g) if (g := group_of(item.nodeid)) in order else len(order))
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """wandb must run offline as a user without an account would: no key, no ~/.netrc."""
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path_factory.getbasetemp() / "no-netrc"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201
+    """``make test`` (``-n 2 --dist load``): load balancing, but a group's tests all go to one worker, in
+    collection order. (xdist's own ``--dist loadgroup`` marks tests by rewriting their node ids, which
+    pytest 9 no longer reads: the groups were silently split over the workers.)"""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)

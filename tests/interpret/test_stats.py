@@ -138,6 +138,9 @@ def test_effective_rank_flags_collapse() -> None:
     spread = torch.randn(64, 32)
     assert 20 < effective_rank(spread) <= 32
     assert effective_rank(torch.zeros(4, 3)) == 0.0
+    diverged = spread.clone()
+    diverged[3, 5] = float("nan")
+    assert math.isnan(effective_rank(diverged))  # a diverged run's features: NaN, not an SVD error
 
 
 def test_even_indices_are_deterministic_and_cover_the_ends() -> None:
