@@ -23,18 +23,14 @@ from torch import Tensor
 from typing_extensions import override
 
 import interpret
-from callbacks.image_logging import log_image, log_scalars
+from callbacks.explanation_scoring import ExplanationScoring
+from callbacks.image_logging import log_image
+from callbacks.interpretation_inputs import check_method_kwargs, check_normalization, first_images, plain
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int, unit_interval
 from interpret.images import is_pathlike, load_images, pils_to_batch
 from interpret.layers import data_image_size, expected_in_channels, input_size_of, normalization_of
-from interpret.metrics.training import (
-    DEFAULT_TRAINING_METRICS,
-    MASK_METRICS,
-    check_training_metrics,
-    shortcut_evidence,
-    training_scores,
-)
+from interpret.metrics.training import DEFAULT_TRAINING_METRICS
 from interpret.model_state import preserve_rng_and_modes
 from interpret.tasks import SampleRequest, Task, task_for
 
@@ -43,15 +39,13 @@ __all__ = ["InterpretationCallback", "preserve_rng_and_modes"]
 log = logging.getLogger(__name__)
 
 _WHAT = "InterpretationCallback.sample_images"
-#: keywords with their own argument; method_kwargs may not set them
-_OWN_ARGUMENTS = ("target_layer",)
 _NO_SAMPLES = (
     "InterpretationCallback.sample_images=None takes the datamodule's sample_images(n), else the first "
     "images of the validation loader, but {what}; pass sample_images (a tensor, PIL images or file paths)"
 )
 
 
-class InterpretationCallback(Callback):
+class InterpretationCallback(ExplanationScoring, Callback):
     """Log explanation heatmaps of a fixed set of images during training, as one captioned grid.
 
     Classifiers: each image is explained for its predicted class with ``method`` and captioned
@@ -119,11 +113,11 @@ class InterpretationCallback(Callback):
         positive_int(max_detections, "`max_detections`")
         if target_layer is not None and not isinstance(target_layer, str):
             raise ValueError(f"`target_layer` must be None or a named_modules() name, got {target_layer!r}")
-        self.method_kwargs = _check_method_kwargs(method, _plain(method_kwargs))
-        self.given_normalization = _check_normalization(_plain(mean), _plain(std))
+        self.method_kwargs = check_method_kwargs(method, plain(method_kwargs))
+        self.given_normalization = check_normalization(plain(mean), plain(std))
         self._init_scoring(metrics, energy_threshold, agreement_threshold, min_accuracy, accuracy_key)
-        self.sample_images = _plain(sample_images)
-        self.sample_labels = _plain(sample_labels)
+        self.sample_images = plain(sample_images)
+        self.sample_labels = plain(sample_labels)
         self.method = method
         self.target_layer = target_layer
         self.log_every_n_epochs = log_every_n_epochs
@@ -260,7 +254,7 @@ class InterpretationCallback(Callback):
         loader = source.dataloader()
         if isinstance(loader, Sequence) and not isinstance(loader, Mapping) and loader and not isinstance(loader, Tensor):
             loader = loader[0]  # several validation loaders: the first
-        images, labels = _first_images(loader, self.num_samples)
+        images, labels = first_images(loader, self.num_samples)
         if images is None:
             raise ValueError(_NO_SAMPLES.format(what="its validation loader gives no (B, C, H, W) float image batch"))
         return images, labels
@@ -379,130 +373,9 @@ class InterpretationCallback(Callback):
         self._log_scores(trainer, scores, epoch)
         return path
 
-    # ------------------------------------------------------------------ explanation metrics
-    def _init_scoring(
-        self,
-        metrics: Sequence[str] | None,
-        energy_threshold: float,
-        agreement_threshold: float,
-        min_accuracy: float,
-        accuracy_key: str,
-    ) -> None:
-        """Check and keep the scoring arguments: ``metrics``, the shortcut alarm's thresholds and accuracy key."""
-        self.metrics: tuple[str, ...] = check_training_metrics(() if metrics is None else _plain(metrics))
-        self.energy_threshold = unit_interval(energy_threshold, "`energy_threshold`")
-        self.agreement_threshold = unit_interval(agreement_threshold, "`agreement_threshold`")
-        self.min_accuracy = unit_interval(min_accuracy, "`min_accuracy`")
-        if not isinstance(accuracy_key, str) or not accuracy_key:
-            raise ValueError(f"`accuracy_key` must be a logged metric's name such as 'train/acc', got {accuracy_key!r}")
-        self.accuracy_key = accuracy_key
-        #: ground-truth object masks of the sample images (bool ``(N, H, W)``), when the datamodule has them
-        self.masks: Tensor | None = None
-        #: one dict per scoring, oldest first: ``epoch``, the scores and ``accuracy`` (``accuracy_key``'s value)
-        self.score_history: list[dict[str, float]] = []
-        #: the epoch the shortcut alarm first fired (None: it has not)
-        self.alarm_epoch: int | None = None
-        self._previous_maps: Tensor | None = None
-        self._scoring_failed = False
-        self._said_task = False
-        self._said_masks = False
-
-    def _setup_scoring(self, trainer: pl.Trainer, datamodule: Any) -> None:
-        """Find the sample images' ground-truth masks (``datamodule.sample_masks``) when a metric needs them."""
-        if not self.metrics or self.task is None or not trainer.is_global_zero:
-            return
-        if self.task.name != "classification":
-            if not self._said_task:
-                self._said_task = True
-                log.info("InterpretationCallback: explanation metrics are scored for classifiers only; "
-                         "this %s is explained without them", self.task.name)
-            return
-        if self.masks is not None or self._said_masks or not any(m in MASK_METRICS for m in self.metrics):
-            return
-        self.masks = self._sample_masks(datamodule)
-        if self.masks is None:
-            self._said_masks = True  # once, also over the fit and test stages
-            log.info("InterpretationCallback: no ground-truth masks for the sample images (the datamodule has no "
-                     "sample_masks, or sample_images were given): %s skipped",
-                     ", ".join(m for m in self.metrics if m in MASK_METRICS))
-
-    def _sample_masks(self, datamodule: Any) -> Tensor | None:
-        """``datamodule.sample_masks(n)`` when the sample images are the datamodule's own ``sample_images(n)``."""
-        if self.sample_images is not None or self.images is None or not hasattr(datamodule, "sample_masks"):
-            return None
-        n = self.images.shape[0]
-        try:
-            theirs, _ = datamodule.sample_images(n)
-            masks = datamodule.sample_masks(n)
-        except Exception as err:  # the masks are an extra: without them the other metrics still run
-            log.info("InterpretationCallback: the datamodule's sample_masks failed (%s)", err)
-            return None
-        same = (isinstance(theirs, Tensor) and theirs.shape == self.images.shape
-                and torch.equal(theirs.cpu(), self.images))
-        if not same or not isinstance(masks, Tensor) or masks.ndim != 3 or masks.shape[0] != n:
-            return None
-        return masks.detach().cpu().bool()
-
-    def _score(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor, result: Any, *, same_samples: bool
-    ) -> dict[str, float]:
-        """The explanation metrics of the maps just made (inside the RNG/mode guard; {} when off or failed)."""
-        if not self.metrics or result.heatmaps is None:
-            return {}
-        n = images.shape[0]
-        masks = self.masks[:n] if same_samples and self.masks is not None and self.masks.shape[0] >= n else None
-        previous = self._previous_maps if same_samples else None
-        device = next((p.device for p in pl_module.parameters()), torch.device("cpu"))
-        try:
-            scores = training_scores(
-                pl_module, images.to(device), result.heatmaps, result.predicted, masks,
-                metrics=self.metrics, previous=previous,
-            )
-        except Exception:  # a metric must never end training, nor cost the grid
-            if not self._scoring_failed:
-                self._scoring_failed = True
-                log.exception("InterpretationCallback(%s): scoring the explanations failed", self.key)
-            return {}
-        self._previous_maps = result.heatmaps.detach().float().cpu().clone() if same_samples else None
-        return scores
-
-    def _log_scores(self, trainer: pl.Trainer, scores: dict[str, float], epoch: int) -> None:
-        """Log ``{key}/<metric>`` and ``{key}/shortcut_alarm``; warn once when the alarm first fires."""
-        if not scores:
-            return
-        entry: dict[str, float] = {"epoch": float(epoch), **scores}
-        accuracy = trainer.callback_metrics.get(self.accuracy_key)
-        if accuracy is not None:
-            entry["accuracy"] = float(accuracy)
-        self.score_history.append(entry)
-        values = {f"{self.key}/{name}": value for name, value in scores.items()}
-        if "energy_in_mask" in scores or "location_agreement" in scores:
-            evidence = shortcut_evidence(
-                self.score_history, energy_threshold=self.energy_threshold,
-                agreement_threshold=self.agreement_threshold, min_accuracy=self.min_accuracy, accuracy_key="accuracy",
-            )
-            values[f"{self.key}/shortcut_alarm"] = float(evidence is not None)
-            if evidence is not None and self.alarm_epoch is None:
-                self.alarm_epoch = epoch
-                log.warning(  # logging, not warnings.warn: run.py's ignore_warnings must not hide it
-                    "InterpretationCallback(%s): shortcut alarm at epoch %d: %s (%s); the explanations leave "
-                    "the objects while the model learns", self.key, epoch, evidence, self.accuracy_key,
-                )
-        log_scalars(trainer, values, step=trainer.global_step)
-
-    def _scoring_state(self) -> dict[str, Any]:
-        return {"score_history": [dict(h) for h in self.score_history], "alarm_epoch": self.alarm_epoch,
-                "previous_maps": self._previous_maps}
-
-    def _load_scoring_state(self, state_dict: dict[str, Any]) -> None:
-        self.score_history = [dict(h) for h in state_dict.get("score_history", [])]
-        self.alarm_epoch = state_dict.get("alarm_epoch")
-        previous = state_dict.get("previous_maps")
-        self._previous_maps = previous if isinstance(previous, Tensor) else None
-
     def _coerce(self, images: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
         """Any accepted ``sample_images`` form -> ``(N <= num_samples, C, H, W)`` CPU batch + labels."""
-        images = _plain(images)
+        images = plain(images)
         if isinstance(images, Tensor):
             if images.ndim == 3:
                 images = images.unsqueeze(0)
@@ -565,92 +438,3 @@ class InterpretationCallback(Callback):
 
     def _std(self) -> tuple[float, ...]:
         return self.std if self.std is not None else (1.0,) * getattr(self, "_model_channels", 3)
-
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers (from a yaml) -> plain python containers."""
-    if value is None or isinstance(value, (Tensor, str, Image.Image)):
-        return value
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (ListConfig, DictConfig)):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return value
-
-
-def _check_normalization(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """``(mean, std)`` as float tuples, None when both are None; both or neither must be given."""
-    if mean is None and std is None:
-        return None
-    values = []
-    for name, value in (("mean", mean), ("std", std)):
-        if isinstance(value, Tensor):
-            value = value.tolist()
-        if (
-            not isinstance(value, Sequence) or isinstance(value, str) or not value
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        ):
-            raise ValueError(f"`{name}` must be one number per image channel (e.g. [0.5, 0.5, 0.5]), got {value!r}")
-        values.append(tuple(float(v) for v in value))
-    if len(values[0]) != len(values[1]) or min(values[1]) <= 0:
-        raise ValueError(f"`mean` and `std` need as many values, std > 0, got mean={mean!r}, std={std!r}")
-    return values[0], values[1]
-
-
-def _first_images(loader: Any, n: int) -> tuple[Tensor | None, Tensor | None]:
-    """The first ``n`` images (and integer labels, when the batches have them) of a loader's batches.
-
-    A batch is an image tensor, a ``(images, labels, ...)`` tuple/list, or a dict whose first
-    4-D float tensor holds the images (``label``/``labels``/``target``/``targets`` the labels).
-    """
-    images: list[Tensor] = []
-    labels: list[Tensor] = []
-    for batch in loader:
-        found, label = None, None
-        if isinstance(batch, Tensor):
-            found = batch
-        elif isinstance(batch, Mapping):
-            found = next((v for v in batch.values() if isinstance(v, Tensor) and v.ndim == 4), None)
-            label = next((batch[k] for k in ("label", "labels", "target", "targets") if k in batch), None)
-        elif isinstance(batch, Sequence) and batch:
-            found, label = batch[0], batch[1] if len(batch) > 1 else None
-        if not isinstance(found, Tensor) or found.ndim != 4 or not found.is_floating_point():
-            return None, None
-        images.append(found.detach().cpu())
-        ok = isinstance(label, Tensor) and label.ndim == 1 and not label.is_floating_point()
-        labels.append(label.detach().cpu() if ok and label.shape[0] == found.shape[0] else None)
-        if sum(x.shape[0] for x in images) >= n:
-            break
-    if not images:
-        return None, None
-    label_tensor = torch.cat(labels)[:n] if all(x is not None for x in labels) else None
-    return torch.cat(images)[:n], label_tensor
-
-
-def _check_method_kwargs(method: str, method_kwargs: Any) -> dict[str, Any]:
-    """``method_kwargs`` as a dict whose keywords ``method`` takes (values are checked at setup)."""
-    if method_kwargs is None:
-        return {}
-    if not isinstance(method_kwargs, Mapping) or not all(isinstance(k, str) for k in method_kwargs):
-        raise ValueError(
-            f"`method_kwargs` must be a mapping of keyword names to values (e.g. {{steps: 16}}), "
-            f"got {method_kwargs!r}"
-        )
-    kwargs = dict(method_kwargs)
-    own = sorted(k for k in kwargs if k in _OWN_ARGUMENTS)
-    if own:
-        raise ValueError(f"`method_kwargs` may not set {', '.join(own)}; use the callback's own `{own[0]}` argument")
-    accepted = interpret.method_keywords(method, kwargs.get("base"))
-    if accepted is not None:
-        unknown = sorted(k for k in kwargs if k not in accepted)
-        if unknown:
-            allowed = [k for k in accepted if k not in _OWN_ARGUMENTS]
-            raise ValueError(
-                f"`method_kwargs` has {', '.join(repr(k) for k in unknown)}, which method "
-                f"{interpret.canonical_method(method)!r} does not take; allowed: {', '.join(allowed)}"
-            )
-    return kwargs

@@ -16,6 +16,7 @@ from torch import nn
 
 from interpret.images import IMAGENET_MEAN, IMAGENET_STD
 from interpret.model_state import frozen_eval
+from interpret.modules import expected_in_channels, is_activation, model_device, model_dtype
 
 __all__ = [
     "data_image_size",
@@ -365,44 +366,6 @@ def resolve_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[fl
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter; float32 otherwise."""
-    for tensor in model.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-def expected_in_channels(model: nn.Module) -> int | None:
-    """The number of input channels the model expects (its first ``nn.Conv2d``), or None."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return None
-
-
-#: activation modules of torch.nn.modules.activation that are no elementwise activation
-_NOT_ACTIVATIONS = frozenset({"MultiheadAttention", "Softmax", "Softmin", "LogSoftmax", "Softmax2d", "Threshold"})
-_ACTIVATION_WORDS = ("relu", "gelu", "silu", "swish", "mish", "elu", "sigmoid", "tanh", "softplus", "hardswish")
-
-
-def _is_activation(module: nn.Module) -> bool:
-    cls = type(module)
-    if cls.__module__ == "torch.nn.modules.activation":
-        return cls.__name__ not in _NOT_ACTIVATIONS
-    name = cls.__name__.lower()
-    return not list(module.children()) and any(word in name for word in _ACTIVATION_WORDS)
-
-
 def stage_outputs(
     model: nn.Module,
     input_size: tuple[int, int] | int | None = None,
@@ -445,7 +408,7 @@ def stage_outputs(
             calls[name] = calls.get(name, 0) + 1
             if isinstance(output, torch.Tensor) and output.ndim == 4:
                 records.append((name, output))
-                if _is_activation(module):
+                if is_activation(module):
                     activations.add(id(output))
 
         return record
