@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -224,7 +225,15 @@ def main() -> None:
         return
     if (args.classes * args.per_class) % args.batch_size:
         parser.error("--classes x --per-class must be a multiple of --batch-size (both sides then see every image)")
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_timm_loop_"))
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_timm_loop_"))
+    try:
+        bench(args, work)
+    finally:
+        if not args.workdir:  # its own temporary folder (GBs of checkpoints and images): never left behind
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
     print(f"model {args.model}, batch {args.batch_size}, {args.classes * args.per_class} JPEGs, workers {args.workers}, "
           f"{args.epochs} epochs/process (first not counted), {args.rounds} alternating rounds, device {args.device}, "
           f"precision {args.precision}, channels_last {args.channels_last}; in {work}")
