@@ -1,112 +1,38 @@
 """GramMatrixCallback: the cosine-similarity matrix of a global batch's features, to spot collapse.
 
 The maths are pure functions in :mod:`interpret.stats` (:func:`~interpret.stats.cosine_gram`,
-:func:`~interpret.stats.gram_statistics`, :func:`~interpret.stats.even_indices`), tested without a
-Trainer; :func:`render_gram` draws the heatmap; the callback decides when, gathers and logs.
+:func:`~interpret.stats.gram_statistics`, :func:`~interpret.stats.even_indices`) and
+:mod:`interpret.class_structure` (the order by class, ``class_separation``), tested without a
+Trainer; :func:`interpret.gram_render.render_gram` draws the heatmap (re-exported here); the
+callback decides when, gathers and logs.
 (The matrix function is not called ``gram_matrix``: a package-level name must never shadow this
 module, or ``_target_: callbacks.gram_matrix.GramMatrixCallback`` stops resolving.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-import functools
+from collections.abc import Mapping, Sequence
 import logging
+import math
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
-from PIL import Image, ImageDraw
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from callbacks.image_logging import load_font, log_image, log_scalars
+from callbacks.image_logging import log_image, log_scalars
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int
+from interpret.class_structure import class_separation, label_order
+from interpret.gram_render import render_gram
 from interpret.stats import even_indices, gram_statistics, gram_to_show
 
 log = logging.getLogger(__name__)
 
 __all__ = ["GramMatrixCallback", "render_gram"]
-
-
-# --------------------------------------------------------------------------- heatmap
-def render_gram(
-    gram: Tensor, title: str = "", colormap: str = "viridis", label: str = "cosine similarity"
-) -> np.ndarray:
-    """Draw the matrix as a heatmap on the fixed scale [-1, 1], with a colour bar and sample
-    indices on both axes; returns an ``(H, W, 3)`` uint8 array.
-
-    Drawn with numpy and PIL (much faster than a matplotlib figure), with matplotlib's colour table.
-    """
-    g = gram.detach().float().cpu().clamp(-1.0, 1.0).numpy()
-    n = g.shape[0]
-    cell = max(1, 384 // max(n, 1))
-    side = n * cell
-    lut = _colour_table(colormap)
-    rgb = lut[np.round((np.nan_to_num(g, nan=0.0) + 1.0) * 127.5).astype(np.int64)]
-    rgb = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
-
-    font = load_font(11)
-    left, top, bottom, bar_w, gap, right = 58, 26 if title else 10, 44, 16, 14, 76
-    width, height = left + side + gap + bar_w + right, top + side + bottom
-    canvas = Image.new("RGB", (width, height), "white")
-    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb)), (left, top))
-    draw = ImageDraw.Draw(canvas)
-    black = (0, 0, 0)
-    draw.rectangle([left - 1, top - 1, left + side, top + side], outline=black)
-    for i in _ticks(n):
-        pos = int((i + 0.5) * cell)
-        draw.line([left + pos, top + side, left + pos, top + side + 4], fill=black)  # x axis
-        draw.text((left + pos, top + side + 6), str(i), fill=black, font=font, anchor="mt")
-        draw.line([left - 5, top + pos, left - 1, top + pos], fill=black)  # y axis
-        draw.text((left - 7, top + pos), str(i), fill=black, font=font, anchor="rm")
-    draw.text((left + side // 2, height - 4), "sample index", fill=black, font=font, anchor="md")
-    _vertical_text(canvas, "sample index", (4, top + side // 2), font)
-    # colour bar: top is +1, bottom is -1
-    bar_x = left + side + gap
-    column = lut[np.linspace(255, 0, side).round().astype(np.int64)]
-    canvas.paste(Image.fromarray(np.ascontiguousarray(np.repeat(column[:, None], bar_w, axis=1))), (bar_x, top))
-    draw.rectangle([bar_x - 1, top - 1, bar_x + bar_w, top + side], outline=black)
-    for value in (1.0, 0.5, 0.0, -0.5, -1.0):
-        y = top + int(round((1.0 - value) / 2.0 * (side - 1)))
-        draw.line([bar_x + bar_w, y, bar_x + bar_w + 4, y], fill=black)
-        draw.text((bar_x + bar_w + 6, y), f"{value:g}", fill=black, font=font, anchor="lm")
-    _vertical_text(canvas, label, (bar_x + bar_w + 40, top + side // 2), font)
-    if title:
-        draw.text((left, 6), title, fill=black, font=font)
-    return np.asarray(canvas)
-
-
-@functools.lru_cache(maxsize=8)
-def _colour_table(colormap: str) -> np.ndarray:
-    import matplotlib
-
-    cmap = matplotlib.colormaps[colormap]
-    return np.round(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
-
-
-def _ticks(n: int) -> list[int]:
-    """Sample indices to label: multiples of a round step, about 5 of them, plus the last."""
-    if n <= 1:
-        return [0]
-    step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if n / s <= 6) if n <= 6000 else n // 5
-    ticks = list(range(0, n, step))
-    if n - 1 - ticks[-1] >= step / 2:
-        ticks.append(n - 1)
-    return ticks
-
-
-def _vertical_text(canvas: Image.Image, text: str, center: tuple[int, int], font: Any) -> None:
-    """Paste ``text`` rotated by 90 degrees, centred at ``center`` (x of its left edge, y centre)."""
-    box = font.getbbox(text)
-    label = Image.new("RGB", (box[2] + 2, box[3] + 2), "white")
-    ImageDraw.Draw(label).text((1, 1), text, fill=(0, 0, 0), font=font)
-    label = label.rotate(90, expand=True)
-    canvas.paste(label, (center[0], center[1] - label.height // 2))
 
 
 # --------------------------------------------------------------------------- callback
@@ -132,6 +58,19 @@ class GramMatrixCallback(Callback):
       ``mean_offdiag`` is high without any collapse.
     - ``gram_matrix/num_samples``: how many samples the matrix covers.
 
+    **Sorted by class.** When every rank has the batch's integer class labels (``outputs[label_key]``
+    of ``training_step``, else ``batch[1]`` when the batch is a tuple or list whose second item is
+    an integer tensor ``(B,)``, as in ``(images, labels)`` or ``(images, labels, indices)``), they
+    are gathered like the features and the rows and columns are sorted by class (stable: within a
+    class, batch order), the picture gets class bands (a coloured strip per class along the top and
+    left edges, the class names of ``trainer.datamodule.class_names`` or the label numbers beside
+    them, thin lines between the classes), and rank zero logs
+    ``gram_matrix/class_separation``: the mean centred cosine of two samples of one class minus
+    that of two samples of different classes (:func:`~interpret.class_structure.class_separation`;
+    near 0 when the features ignore the class; not logged with fewer than 2 classes or no class
+    with 2 samples). Without labels (detection batches, whose targets are lists of dicts) the
+    matrix stays in batch order, said once at info level.
+
     When ``centered_effective_rank`` falls below ``collapse_threshold``, rank zero warns once
     (naming the step); ``collapse_warned`` records it, also in checkpoints.
 
@@ -139,8 +78,9 @@ class GramMatrixCallback(Callback):
     neither Lightning's progress bars nor its checkpoint/early-stopping callbacks run a collective
     (the progress bars only read step-level values there). Every rank always takes part in the
     same collectives: a rank whose outputs lack the features says so in the first (size) gather,
-    and then every rank skips. It never interrupts training: a missing key, a non-dict output or
-    a bad shape logs one warning naming what is available and is skipped.
+    and then every rank skips; a rank without labels says so in the same gather, and then every
+    rank skips the labels' gather (and the sort). It never interrupts training: a missing key, a
+    non-dict output or a bad shape logs one warning naming what is available and is skipped.
 
     A run shorter than ``log_every_n_steps`` steps is warned about when training starts, and a
     run that never reached a logging step logs the last batch's matrix when training ends.
@@ -151,6 +91,8 @@ class GramMatrixCallback(Callback):
     Args:
         log_every_n_steps: log when ``trainer.global_step`` is a positive multiple of this.
         feature_key: the key of the ``training_step`` output dict holding ``(B, D)`` features.
+        label_key: the key of the ``training_step`` output dict holding the ``(B,)`` integer class
+            labels that sort the matrix; when absent, ``batch[1]`` if it is such a tensor.
         max_samples: the largest matrix side (>= 2).
         collapse_threshold: warn when the centred effective rank is below this (> 0); None: never.
         centered: show the Gram matrix of the centred features (True) or of the raw ones.
@@ -163,6 +105,7 @@ class GramMatrixCallback(Callback):
         self,
         log_every_n_steps: int = 100,
         feature_key: str = "features",
+        label_key: str = "labels",
         max_samples: int = 128,
         collapse_threshold: float | None = 2.0,
         centered: bool = True,
@@ -172,6 +115,8 @@ class GramMatrixCallback(Callback):
         positive_int(log_every_n_steps, "`log_every_n_steps`")
         if not isinstance(feature_key, str) or not feature_key:
             raise ValueError(f"`feature_key` must be a key of the training_step output dict, got {feature_key!r}")
+        if not isinstance(label_key, str) or not label_key:
+            raise ValueError(f"`label_key` must be a key of the training_step output dict, got {label_key!r}")
         if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 2:
             raise ValueError(f"`max_samples` must be an int >= 2, got {max_samples!r}")
         if collapse_threshold is not None and (
@@ -183,6 +128,7 @@ class GramMatrixCallback(Callback):
         self.log_every_n_steps = log_every_n_steps
         self.schedule = EveryN(every_n_steps=log_every_n_steps)
         self.feature_key = feature_key
+        self.label_key = label_key
         self.max_samples = max_samples
         self.collapse_threshold = None if collapse_threshold is None else float(collapse_threshold)
         if config_key is not None and (not isinstance(config_key, str) or not config_key):
@@ -191,8 +137,10 @@ class GramMatrixCallback(Callback):
         self.config_key = config_key
         self.collapse_warned = False
         self._warned = False
-        #: the last batch's features while nothing was logged yet (logged at the end of a short run)
+        self._said_no_labels = False
+        #: the last batch's features and labels while nothing was logged yet (logged at the end of a short run)
         self._last_features: Tensor | None = None
+        self._last_labels: Tensor | None = None
 
     def _argument(self, name: str) -> str:
         """How the user sets argument ``name``: its config key under the runner, else ``name=``."""
@@ -216,11 +164,12 @@ class GramMatrixCallback(Callback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         features, self._last_features = self._last_features, None
+        labels, self._last_labels = self._last_labels, None
         if self.schedule.last_step >= 0:  # logged at least once
             return
         # every rank gets here with or without features: the gather decides on all of them together
         self.schedule.mark_step(trainer.global_step)
-        self._log(trainer, pl_module, features, trainer.global_step)
+        self._log(trainer, pl_module, features, labels, trainer.global_step)
 
     @property
     @override
@@ -236,24 +185,34 @@ class GramMatrixCallback(Callback):
             if self.schedule.last_step < 0:  # nothing logged yet: keep the batch for on_train_end
                 features = self._features(outputs)
                 self._last_features = None if features is None else features.detach()
+                self._last_labels = None if features is None else self._labels(outputs, batch, features.shape[0])
             return
         self.schedule.mark_step(step)
-        self._last_features = None
+        self._last_features = self._last_labels = None
         features = self._features(outputs)
-        self._log(trainer, pl_module, features, step)
+        labels = None if features is None else self._labels(outputs, batch, features.shape[0])
+        self._log(trainer, pl_module, features, labels, step)
 
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, features: Tensor | None, step: int) -> None:
-        """Gather ``features`` of every rank (all ranks call this together) and log on rank zero."""
+    def _log(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, features: Tensor | None, labels: Tensor | None,
+        step: int,
+    ) -> None:
+        """Gather ``features`` and ``labels`` of every rank (all ranks call this together), log on rank zero."""
         if features is not None:
             features = features.detach().reshape(features.shape[0], -1)
-        features = _gather_rows(trainer, features, pl_module.device)
+        features, labels = _gather_rows(trainer, features, pl_module.device, labels)
         if features is None or not trainer.is_global_zero:
             return
         if not bool(torch.isfinite(features).all()):  # a diverged run (TerminateOnNaN says why): nothing to draw
             log.warning(f"GramMatrixCallback: the features hold NaN or inf at global step {step}: not drawn")
             return
         n_total = features.shape[0]
-        features = features[even_indices(n_total, self.max_samples).to(features.device)].float()
+        keep = even_indices(n_total, self.max_samples).to(features.device)
+        features = features[keep].float()
+        if labels is not None:  # sorted by class, stable
+            labels = labels.to(features.device)[keep]
+            order = label_order(labels)
+            features, labels = features[order], labels[order]
         gram = gram_to_show(features, centered=self.centered)
         stats = gram_statistics(features)
         scalars = {f"gram_matrix/{k}": v for k, v in stats.items()}
@@ -262,9 +221,17 @@ class GramMatrixCallback(Callback):
             f"step {step}: {features.shape[0]} of {n_total} samples, {trainer.world_size} rank(s); "
             f"mean off-diag {stats['mean_offdiag']:.3f}, centred eff. rank {stats['centered_effective_rank']:.2f}"
         )
+        if labels is not None:
+            centred = gram if self.centered else gram_to_show(features, centered=True)
+            separation = class_separation(centred, labels)
+            title += f"\nsorted by class: {len(torch.unique(labels))} class(es)"
+            if math.isfinite(separation):  # not NaN: 2+ classes and a class with 2+ samples
+                scalars["gram_matrix/class_separation"] = separation
+                title += f"; class separation {separation:.3f} (within minus between, centred)"
         label = "cosine similarity (centred features)" if self.centered else "cosine similarity (raw features)"
-        image = render_gram(gram, title, label=label)
-        del features, gram
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        image = render_gram(gram, title, label=label, labels=labels, class_names=_names(names))
+        del features, gram, labels
         log_scalars(trainer, scalars, step=step)
         log_image(trainer, "gram_matrix", image, step=step)
         self._check_collapse(stats["centered_effective_rank"], step)
@@ -315,30 +282,66 @@ class GramMatrixCallback(Callback):
             return None
         return value
 
+    def _labels(self, outputs: Any, batch: Any, n: int) -> Tensor | None:
+        """The batch's ``(n,)`` integer labels: ``outputs[label_key]``, else ``batch[1]``; None (said once) else."""
+        found = outputs.get(self.label_key) if isinstance(outputs, Mapping) else None
+        fallback = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+        for value in (found, fallback):
+            if (
+                isinstance(value, Tensor) and value.ndim == 1 and value.shape[0] == n
+                and not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+            ):
+                return value.detach().long()
+        if not self._said_no_labels and rank_zero_only.rank == 0:
+            self._said_no_labels = True
+            log.info(
+                f"GramMatrixCallback: no per-sample class labels (an integer tensor (B,) in "
+                f"outputs[{self.label_key!r}] or batch[1]; detection targets have none): the matrix stays in "
+                f"batch order, without class bands or gram_matrix/class_separation"
+            )
+        return None
+
     def _warn_once(self, message: str) -> None:
         if not self._warned:
             self._warned = True
             rank_zero_warn(message)
 
 
-def _gather_rows(trainer: pl.Trainer, x: Tensor | None, device: torch.device) -> Tensor | None:
-    """Concatenate ``x`` (N_r, D) of every rank in rank order; ranks may hold different N_r.
+def _names(names: Any) -> Sequence[str] | Mapping[int, str] | None:
+    """``datamodule.class_names`` when it is a sequence or a mapping of names, else None."""
+    return names if isinstance(names, (Sequence, Mapping)) and not isinstance(names, str) else None
 
-    Every rank runs the same collectives whatever it holds: first each rank's ``(N_r, D)`` (``-1``
-    when it has no features), then, only when every rank has features of one width, the rows.
-    Returns None when some rank has none (or the widths differ).
+
+def _gather_rows(
+    trainer: pl.Trainer, x: Tensor | None, device: torch.device, labels: Tensor | None = None
+) -> tuple[Tensor | None, Tensor | None]:
+    """Concatenate ``x`` (N_r, D) and ``labels`` (N_r,) of every rank in rank order; ranks may hold
+    different N_r.
+
+    Every rank runs the same collectives whatever it holds: first each rank's ``(N_r, D, has
+    labels)`` (``-1`` when it has no features), then, only when every rank has features of one
+    width, the rows, and then, only when every rank also has labels, the labels. Returns
+    ``(None, None)`` when some rank has no features (or the widths differ), ``(rows, None)`` when
+    some rank has no labels.
     """
     if trainer.world_size <= 1:
-        return x
+        return x, None if x is None else labels
     strategy = trainer.strategy
-    shape = [-1, -1] if x is None else [x.shape[0], x.shape[1]]
-    sizes = strategy.all_gather(torch.tensor(shape, device=device, dtype=torch.long)).reshape(-1, 2).tolist()
-    widths = {d for _, d in sizes}
-    if any(n < 0 for n, _ in sizes) or len(widths) != 1:
-        return None
+    shape = [-1, -1, 0] if x is None else [x.shape[0], x.shape[1], int(labels is not None)]
+    sizes = strategy.all_gather(torch.tensor(shape, device=device, dtype=torch.long)).reshape(-1, 3).tolist()
+    widths = {d for _, d, _ in sizes}
+    if any(n < 0 for n, _, _ in sizes) or len(widths) != 1:
+        return None, None
     assert x is not None
-    longest = max(n for n, _ in sizes)
+    longest = max(n for n, _, _ in sizes)
     padded = x.new_zeros((longest, x.shape[1]))
     padded[: x.shape[0]] = x
     gathered = strategy.all_gather(padded)  # (world, longest, D)
-    return torch.cat([gathered[r, : n] for r, (n, _) in enumerate(sizes)])
+    rows = torch.cat([gathered[r, :n] for r, (n, _, _) in enumerate(sizes)])
+    if not all(has for _, _, has in sizes):  # every rank knows: none gathers the labels
+        return rows, None
+    assert labels is not None
+    padded_labels = torch.zeros(longest, dtype=torch.long, device=device)
+    padded_labels[: labels.shape[0]] = labels.to(device)
+    gathered_labels = strategy.all_gather(padded_labels)  # (world, longest)
+    return rows, torch.cat([gathered_labels[r, :n] for r, (n, _, _) in enumerate(sizes)])
