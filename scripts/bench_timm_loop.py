@@ -112,6 +112,9 @@ def run_side(args: argparse.Namespace, train: Path, size: int, variant: bool, ou
         f"trainer.max_epochs={args.epochs}", "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0",
         f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
         f"trainer.precision={args.precision}", "test=false", "report=false", "print_config=false",
+        # the standard callbacks (checkpoints, early stopping, progress bar, LR monitor): the default
+        # experiment's explanation and cartography callbacks are no part of timm's loop
+        "callbacks=default",
         "+callbacks.bench_timer._target_=bench_timm_loop.EpochTimer", f"+callbacks.bench_timer.out={out}",
         f"hydra.run.dir={out.parent / ('run_' + out.stem)}",
     ]

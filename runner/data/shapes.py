@@ -7,15 +7,42 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch.utils.data import Dataset
+
 from runner.data.datamodule import ImageDataModule, tensor_dataset
 from runner.data.generated_splits import GeneratedSplits
 from interpret.checks import positive_int, unit_interval
 from runner.data.shapes_generator import SHAPE_CLASSES, SHORTCUTS, add_shortcut_patch, generate_shapes
 
-__all__ = ["SAMPLE_SPLITS", "ShapesDataModule"]
+__all__ = ["SAMPLE_SPLITS", "ShapesDataModule", "SymmetryAugmented"]
 
 #: where the sample images can come from (``data.sample_split``)
 SAMPLE_SPLITS: tuple[str, ...] = ("val", "train")
+
+
+class SymmetryAugmented(Dataset):
+    """Training items whose image is turned by one of the 8 symmetries of the square, drawn per item.
+
+    A circle, square, triangle or cross rotated by a multiple of 90 degrees and/or mirrored is still a
+    circle, square, triangle or cross: the label holds, and the model sees 8 versions of each generated
+    image instead of memorising 2000 of them. The draw comes from torch's global generator, which the
+    training loader seeds per epoch (``num_workers=0``) or per sample (kept workers): resumes stay exact.
+
+    Args:
+        dataset: items ``(image (C, H, W), label, ...)``; everything after the image is passed on as it is.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        image, *rest = self.dataset[index]
+        k = int(torch.randint(8, ()))
+        image = torch.rot90(image, k % 4, (1, 2))
+        return (image.flip(2) if k >= 4 else image, *rest)
 
 
 class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
@@ -33,6 +60,10 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
             :func:`~runner.data.shapes_generator.add_shortcut_patch`), to test whether a model and
             its explanations fall for a shortcut.
         shortcut_p: the share of training images with the shortcut, in [0, 1].
+        augment: ``symmetry`` (the default of ``conf/data/shapes.yaml``): each training image turned by a
+            random one of the 8 symmetries of the square (:class:`SymmetryAugmented`; the shapes' classes
+            do not change under them); ``basic`` or ``none``: the images as generated. Validation, test
+            and the sample images are never turned.
         sample_split: where :meth:`sample_images` / :meth:`sample_masks` take their first images:
             ``"val"`` (the default) or ``"train"`` (e.g. to see whether explanations sit on a
             shortcut that only the training images carry).
@@ -63,6 +94,14 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
         self.sample_split = sample_split
         self._train_masks: torch.Tensor | None = None
         self.class_names = list(SHAPE_CLASSES[:num_classes])
+
+    #: ``data.augment``: ``symmetry`` besides the presets of generated data
+    augment_presets: tuple[str, ...] = ("none", "basic", "symmetry")
+
+    def _training_view(self, dataset: Dataset) -> Dataset:
+        """The training items (with sample indices and flipped labels), turned when ``augment`` is ``symmetry``."""
+        view = super()._training_view(dataset)
+        return SymmetryAugmented(view) if self.augment == "symmetry" else view
 
     def _make(self, n: int, seed: int) -> tuple[torch.utils.data.TensorDataset, torch.Tensor]:
         images, labels, masks = generate_shapes(n, self.image_size, seed, self.num_classes)

@@ -58,6 +58,16 @@ def test_default_run_reaches_90_percent(cli, tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
     assert any(r.get("val/acc") for r in rows) and any(r.get("test/acc") for r in rows)
+    # it explains as it trains (callbacks=learned): GradCAM curves at epochs 0, 2, 4, 6 and at the end,
+    # the shortcut alarm silent on the digits, and a cartography row for every training sample
+    drift = [float(r["interpretation/gradcam/drift"]) for r in rows if r.get("interpretation/gradcam/drift")]
+    deletion = [r for r in rows if r.get("interpretation/gradcam/deletion_auc")]
+    assert len(deletion) == 5 and len(drift) == 4, (len(deletion), len(drift))
+    assert all(0.0 <= d <= 2.0 for d in drift)
+    assert {float(r["interpretation/gradcam/shortcut_alarm"]) for r in rows if r.get("interpretation/gradcam/shortcut_alarm")} == {0.0}
+    carto = list(csv.DictReader(open(run_dir / "cartography.csv")))
+    assert sorted(int(r["index"]) for r in carto) == list(range(len(carto))) and len(carto) > 1000
+    assert "What the model learned" in (run_dir / "report.html").read_text()
     hparams = (run_dir / "csv" / "hparams.yaml").read_text()
     assert "backbone: resnet18" in hparams and "trainable" in hparams
 
