@@ -1,7 +1,9 @@
 """The explanation metrics of :class:`callbacks.interpretation.InterpretationCallback` and its shortcut alarm.
 
 :class:`ExplanationScoring` is the part of the callback that scores the maps it has just made
-(:func:`interpret.metrics.training.training_scores`), logs ``{key}/<metric>`` and
+(:func:`interpret.metrics.training.training_scores`; a detector's per-detection maps against the
+ground-truth boxes they match: :func:`interpret.metrics.training.detection_training_scores`), logs
+``{key}/<metric>`` and
 ``{key}/shortcut_alarm``, warns once when the alarm fires, and keeps that history in the checkpoint.
 The callback decides when; the maths is in :mod:`interpret.metrics.training`.
 """
@@ -19,7 +21,15 @@ from torch import Tensor
 from callbacks.image_logging import log_scalars
 from callbacks.interpretation_inputs import plain
 from interpret.checks import unit_interval
-from interpret.metrics.training import MASK_METRICS, check_training_metrics, shortcut_evidence, training_scores
+from interpret.metrics.training import (
+    DETECTION_METRICS,
+    MASK_METRICS,
+    check_training_metrics,
+    detection_training_scores,
+    shortcut_evidence,
+    training_scores,
+    truth_maps,
+)
 
 __all__ = ["ExplanationScoring"]
 
@@ -30,7 +40,7 @@ log = logging.getLogger("callbacks.interpretation")
 class ExplanationScoring:
     """Mixin of :class:`~callbacks.interpretation.InterpretationCallback`: score, log, alarm, resume.
 
-    Reads the callback's ``key``, ``task``, ``images`` and ``sample_images``.
+    Reads the callback's ``key``, ``task``, ``images``, ``sample_images`` and (detectors) ``truth_boxes``.
     """
 
     def _init_scoring(
@@ -64,6 +74,9 @@ class ExplanationScoring:
         """Find the sample images' ground-truth masks (``datamodule.sample_masks``) when a metric needs them."""
         if not self.metrics or self.task is None or not trainer.is_global_zero:
             return
+        if self.task.name == "detection":
+            self._setup_detection_scoring()
+            return
         if self.task.name != "classification":
             if not self._said_task:
                 self._said_task = True
@@ -78,6 +91,22 @@ class ExplanationScoring:
             log.info("InterpretationCallback: no ground-truth masks for the sample images (the datamodule has no "
                      "sample_masks, or sample_images were given): %s skipped",
                      ", ".join(m for m in self.metrics if m in MASK_METRICS))
+
+    def _setup_detection_scoring(self) -> None:
+        """Say once what a detector is not scored on: the curves, and the box metrics without ground-truth boxes."""
+        if self._said_task:
+            return
+        self._said_task = True  # once, also over the fit and test stages
+        reasons = []
+        curves = [m for m in self.metrics if m not in DETECTION_METRICS]
+        if curves:
+            reasons.append(f"{', '.join(curves)} (the curves read a classifier's class probability)")
+        boxed = [m for m in self.metrics if m in (*MASK_METRICS, "drift")]
+        if boxed and getattr(self, "truth_boxes", None) is None:
+            reasons.append(f"{', '.join(boxed)} (no ground-truth boxes for the sample images)")
+        if reasons:
+            log.info("InterpretationCallback: a detector's maps are scored per detection, against the ground-truth "
+                     "box it overlaps most; not scored: %s", "; ".join(reasons))
 
     def _sample_masks(self, datamodule: Any) -> Tensor | None:
         """``datamodule.sample_masks(n)`` when the sample images are the datamodule's own ``sample_images(n)``."""
@@ -100,6 +129,8 @@ class ExplanationScoring:
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor, result: Any, *, same_samples: bool
     ) -> dict[str, float]:
         """The explanation metrics of the maps just made (inside the RNG/mode guard; {} when off or failed)."""
+        if self.metrics and result.detections is not None:
+            return self._score_detections(images, result.detections, same_samples=same_samples)
         if not self.metrics or result.heatmaps is None:
             return {}
         n = images.shape[0]
@@ -117,6 +148,23 @@ class ExplanationScoring:
                 log.exception("InterpretationCallback(%s): scoring the explanations failed", self.key)
             return {}
         self._previous_maps = result.heatmaps.detach().float().cpu().clone() if same_samples else None
+        return scores
+
+    def _score_detections(self, images: Tensor, detections: Sequence[Any], *, same_samples: bool) -> dict[str, float]:
+        """A detector's scores: each detection's map against its matched ground-truth box (when known)."""
+        n = images.shape[0]
+        boxes = getattr(self, "truth_boxes", None)
+        truth = list(boxes[:n]) if same_samples and boxes is not None and len(boxes) >= n else None
+        previous = self._previous_maps if same_samples else None
+        try:
+            scores = detection_training_scores(detections, truth, metrics=self.metrics, previous=previous)
+            size = (int(images.shape[-2]), int(images.shape[-1]))
+            self._previous_maps = truth_maps(detections, truth, size) if truth is not None else None
+        except Exception:  # a metric must never end training, nor cost the grid
+            if not self._scoring_failed:
+                self._scoring_failed = True
+                log.exception("InterpretationCallback(%s): scoring the explanations failed", self.key)
+            return {}
         return scores
 
     def _log_scores(self, trainer: pl.Trainer, scores: dict[str, float], epoch: int) -> None:

@@ -65,11 +65,12 @@ class InterpretationCallback(ExplanationScoring, Callback):
     config, else none (the images shown as they are, with one warning naming ``mean=``/``std=``).
     The samples' channel count is checked against the model's first convolution at ``setup``.
 
-    Each time a classifier's samples are explained, the maps are also scored
+    Each time the samples are explained, the maps are also scored
     (:func:`interpret.metrics.training.training_scores`, the names in ``metrics``; ``[]`` turns
     scoring off) and logged as scalars ``{prefix}/{method}/<metric>`` to every logger;
     ``energy_in_mask`` and ``pointing_game`` need the datamodule's ``sample_masks`` (else skipped,
-    said once). The shortcut alarm: when ``energy_in_mask`` is below ``energy_threshold`` or
+    said once). A detector's maps are scored per detection against the ground-truth box it overlaps
+    most (the datamodule's sample targets; no deletion/insertion). The shortcut alarm: when ``energy_in_mask`` is below ``energy_threshold`` or
     ``location_agreement`` above ``agreement_threshold`` once ``accuracy_key`` (training accuracy)
     has risen to ``min_accuracy``, a warning (once, naming the epoch and the evidence) and
     ``{prefix}/{method}/shortcut_alarm`` = 1 (else 0); :attr:`alarm_epoch` keeps the first epoch.

@@ -7,6 +7,8 @@ the pixels it covers). :func:`random_box_pointing_game` scores uniform random ma
 same boxes: the chance level a method must beat (about the share of the image within tolerance of
 the box). :func:`pointing_game_on_boxes` scores explanation methods on a detector's own detections
 over a set of images, beside that random baseline (``explain.py metrics=true`` on a detection run).
+:func:`match_truth` pairs each detection with the ground-truth box it overlaps most (IoU >= 0.5):
+the box its map is scored against while a detector trains (:mod:`interpret.metrics.training`).
 
 Boxes are ``xyxy`` in pixels of the maps' own size, continuous coordinates (pixel ``(y, x)``
 covers ``[x, x+1) x [y, y+1)``); a pixel belongs to a box when it overlaps it. A box with no area
@@ -28,7 +30,14 @@ from interpret.metrics.baselines import random_map
 from interpret.metrics.evaluate import bootstrap_interval
 from interpret.metrics.localisation import REFERENCE_SIZE, REFERENCE_TOLERANCE, LocalisationResult, pointing_game
 
-__all__ = ["box_masks", "box_pointing_game", "pointing_game_on_boxes", "random_box_pointing_game", "true_positives"]
+__all__ = [
+    "box_masks",
+    "box_pointing_game",
+    "match_truth",
+    "pointing_game_on_boxes",
+    "random_box_pointing_game",
+    "true_positives",
+]
 
 
 def _boxes(boxes: Any) -> torch.Tensor:
@@ -130,6 +139,29 @@ def true_positives(result: Any, target: Mapping[str, torch.Tensor] | None, iou: 
     overlap = box_iou(result.boxes.float(), target["boxes"].float())
     same = result.labels.view(-1, 1) == target["labels"].view(1, -1)
     return ((overlap >= iou) & same).any(dim=1)
+
+
+def match_truth(boxes: Any, truth: Any, iou: float = 0.5) -> torch.Tensor:
+    """The ground-truth box each detection box is matched to: the one it overlaps most, class-agnostic.
+
+    A detection of the wrong class on a true object still has that object as its box: its map is
+    scored against it (the question is where the map points, not whether the class is right).
+
+    Args:
+        boxes: ``(N, 4)`` xyxy detection boxes.
+        truth: ``(M, 4)`` xyxy ground-truth boxes in the same pixels.
+        iou: the least overlap (IoU) of a match.
+
+    Returns:
+        int64 ``(N,)``: the index of the matched ground-truth box, -1 for none (no box reaches ``iou``).
+    """
+    from torchvision.ops import box_iou
+
+    boxes, truth = (_boxes(torch.as_tensor(b).reshape(-1, 4)) for b in (boxes, truth))
+    if boxes.shape[0] == 0 or truth.shape[0] == 0:
+        return torch.full((boxes.shape[0],), -1, dtype=torch.long)
+    best, index = box_iou(boxes, truth).max(dim=1)
+    return torch.where(best >= iou, index, torch.full_like(index, -1))
 
 
 def _explain_quietly(model: nn.Module, image: Any, method: str, threshold: float, max_detections: int,

@@ -17,6 +17,19 @@ into numbers that can be plotted over training (all plain PyTorch, no Trainer):
 
 :func:`training_scores` computes any subset of them for one batch; :func:`shortcut_evidence` says
 whether scores logged over training show a shortcut.
+
+A detector has one map per detection: :func:`detection_training_scores` scores each explained
+detection's map against the ground-truth box it overlaps most (IoU >= 0.5, class-agnostic,
+:func:`interpret.metrics.boxes.match_truth`; a detection matching none is left out of the box
+metrics): ``energy_in_mask`` is the map's energy in that box, ``pointing_game`` the hit on it.
+``drift`` compares, per ground-truth box, the map of the best detection matched to it now and at
+the previous scoring (:func:`truth_maps`); ``concentration`` is averaged over every explained
+detection and ``location_agreement`` taken over the pairs of detections of *different* images.
+Deletion and insertion are not scored on a detector (:data:`DETECTION_METRICS`): their curves read
+a classifier's softmax probability of one class per image, while a detector's score is a sigmoid
+read at the anchor or proposal each detection came from (``interpret.targets.DetectionTarget``),
+a per-detection model that two-stage detectors can only rebuild with their proposals, which the
+explanations do not keep.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import torch
 from torch import nn
 
 from interpret.metrics._inputs import as_maps
+from interpret.metrics.boxes import box_masks, box_pointing_game, match_truth
 from interpret.metrics.deletion_insertion import deletion_insertion
 from interpret.metrics.localisation import energy_in_mask, pointing_game
 from interpret.metrics.randomisation import spearman
@@ -36,13 +50,16 @@ from interpret.metrics.randomisation import spearman
 __all__ = [
     "CURVE_STEPS",
     "DEFAULT_TRAINING_METRICS",
+    "DETECTION_METRICS",
     "TRAINING_METRICS",
     "check_training_metrics",
     "concentration",
+    "detection_training_scores",
     "drift",
     "location_agreement",
     "shortcut_evidence",
     "training_scores",
+    "truth_maps",
 ]
 
 #: every metric :func:`training_scores` knows, in the order they are logged
@@ -61,6 +78,10 @@ DEFAULT_TRAINING_METRICS: tuple[str, ...] = TRAINING_METRICS
 CURVE_STEPS = 8
 #: the metrics that need ground-truth masks
 MASK_METRICS: tuple[str, ...] = ("energy_in_mask", "pointing_game")
+#: the metrics :func:`detection_training_scores` scores on a detector (no deletion/insertion curves)
+DETECTION_METRICS: tuple[str, ...] = ("energy_in_mask", "pointing_game", "drift", "concentration", "location_agreement")
+#: the least IoU of a detection with the ground-truth box it is scored against
+MATCH_IOU = 0.5
 
 
 def check_training_metrics(metrics: Any, name: str = "`metrics`") -> tuple[str, ...]:
@@ -119,14 +140,23 @@ def concentration(maps: torch.Tensor) -> float:
     return float(score.clamp(0.0, 1.0).mean())
 
 
-def location_agreement(maps: torch.Tensor) -> float:
+def location_agreement(maps: torch.Tensor, groups: torch.Tensor | None = None) -> float:
     """Mean Pearson correlation between the maps of different images (all ``B (B - 1) / 2`` pairs).
 
+    Args:
+        maps: ``(B, H, W)``, one map per image (or per detection, with ``groups``).
+        groups: ``(B,)`` the image each map belongs to (a detector's several maps per image): only
+            the pairs from different images count; None: every map is its own image.
+
     Returns:
-        A float in [-1, 1]; a constant map correlates 0 with any other; NaN for fewer than 2 maps.
+        A float in [-1, 1]; a constant map correlates 0 with any other; NaN for fewer than 2 maps
+        (or no pair of maps from different images).
     """
     flat = _flat(maps)
     b = flat.shape[0]
+    if groups is not None and tuple(torch.as_tensor(groups).shape) != (b,):
+        shape = tuple(torch.as_tensor(groups).shape)
+        raise ValueError(f"groups must give the image of each of the {b} maps, got shape {shape}")
     if b < 2:
         return float("nan")
     centred = flat - flat.mean(dim=1, keepdim=True)
@@ -134,8 +164,12 @@ def location_agreement(maps: torch.Tensor) -> float:
     safe = torch.where(norms > 0, norms, torch.ones_like(norms))
     unit = torch.where(norms > 0, centred / safe, torch.zeros_like(centred))
     corr = unit @ unit.T
-    off_diagonal = corr[~torch.eye(b, dtype=torch.bool)]
-    return float(off_diagonal.mean())
+    if groups is None:
+        pairs = ~torch.eye(b, dtype=torch.bool)
+    else:
+        image = torch.as_tensor(groups).cpu().view(-1)
+        pairs = image.view(-1, 1) != image.view(1, -1)
+    return float(corr[pairs].mean()) if pairs.any() else float("nan")
 
 
 def training_scores(
@@ -197,6 +231,117 @@ def training_scores(
         out["concentration"] = concentration(maps)
     if "location_agreement" in wanted and maps.shape[0] >= 2:
         out["location_agreement"] = location_agreement(maps)
+    return {name: out[name] for name in TRAINING_METRICS if name in out}
+
+
+def _detection_parts(detections: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(boxes (N, 4), maps (N, H, W))`` on the CPU of each image's detections (with ``boxes`` and ``maps``)."""
+    parts = []
+    for found in detections:
+        boxes, maps = getattr(found, "boxes", None), getattr(found, "maps", None)
+        if not isinstance(boxes, torch.Tensor) or not isinstance(maps, torch.Tensor) or maps.ndim != 3 \
+                or boxes.shape[0] != maps.shape[0]:
+            raise ValueError("detections must each have boxes (N, 4) and maps (N, H, W), one map per box "
+                             "(interpret.explain_detection's results)")
+        parts.append((boxes.detach().float().cpu().reshape(-1, 4), maps.detach().float().cpu()))
+    return parts
+
+
+def truth_maps(
+    detections: Sequence[Any], truth_boxes: Sequence[Any], size: tuple[int, int], *, iou: float = MATCH_IOU
+) -> torch.Tensor:
+    """Per ground-truth box, the map of the highest-scoring detection matched to it (what ``drift`` compares).
+
+    Args:
+        detections: per image, its explained detections (``boxes`` and ``maps``, highest score first).
+        truth_boxes: per image, its ``(M_i, 4)`` xyxy ground-truth boxes in the maps' pixels.
+        size: ``(H, W)`` of the maps.
+        iou: the least IoU of a match (:func:`interpret.metrics.boxes.match_truth`).
+
+    Returns:
+        float ``(sum M_i, H, W)``, the images' boxes in order; NaN rows for boxes no detection matched.
+    """
+    if len(truth_boxes) != len(detections):
+        raise ValueError(f"got the boxes of {len(truth_boxes)} images for the detections of {len(detections)}")
+    rows = []
+    for (boxes, maps), truth in zip(_detection_parts(detections), truth_boxes, strict=True):
+        truth = torch.as_tensor(truth).reshape(-1, 4)
+        out = torch.full((truth.shape[0], int(size[0]), int(size[1])), float("nan"))
+        index = match_truth(boxes, truth, iou)
+        for k in reversed(range(index.shape[0])):  # the highest score (first) written last: it wins
+            if index[k] >= 0 and tuple(maps.shape[-2:]) == tuple(out.shape[-2:]):
+                out[index[k]] = maps[k]
+        rows.append(out)
+    return torch.cat(rows) if rows else torch.zeros(0, int(size[0]), int(size[1]))
+
+
+def detection_training_scores(
+    detections: Sequence[Any],
+    truth_boxes: Sequence[Any] | None = None,
+    *,
+    metrics: Sequence[str] = DETECTION_METRICS,
+    previous: torch.Tensor | None = None,
+    iou: float = MATCH_IOU,
+) -> dict[str, float]:
+    """The ``metrics`` of a detector's per-detection maps, as ``{name: value}`` (those that apply only).
+
+    Args:
+        detections: per image, its explained detections: ``boxes`` ``(N, 4)`` xyxy and ``maps``
+            ``(N, H, W)`` at the image's size (``interpret.explain_detection``'s results).
+        truth_boxes: per image, its ``(M_i, 4)`` ground-truth boxes in the same pixels; None
+            skips ``energy_in_mask``, ``pointing_game`` and ``drift``.
+        metrics: names from :data:`TRAINING_METRICS`; ``deletion_auc`` and ``insertion_auc`` are
+            not scored on a detector (see the module's docstring).
+        previous: :func:`truth_maps` of the same images at the previous scoring; None (or another
+            shape: other images) skips ``drift``.
+        iou: the least IoU of a detection with the ground-truth box it is scored against.
+
+    Returns:
+        ``energy_in_mask`` and ``pointing_game``: means over the detections matched to a box;
+        ``drift``: over the boxes matched now and before; ``concentration``: over every detection;
+        ``location_agreement``: over the pairs of detections of different images. A metric with
+        nothing to score (no detection, no match) is left out.
+    """
+    wanted = check_training_metrics(metrics)
+    parts = _detection_parts(detections)
+    out: dict[str, float] = {}
+    scored = [(i, maps) for i, (_, maps) in enumerate(parts) if maps.shape[0]]
+    if scored:
+        maps = torch.cat([m for _, m in scored])
+        groups = torch.cat([torch.full((m.shape[0],), i) for i, m in scored])
+        if "concentration" in wanted:
+            out["concentration"] = concentration(maps)
+        if "location_agreement" in wanted and len(scored) >= 2:
+            out["location_agreement"] = location_agreement(maps, groups=groups)
+    if truth_boxes is not None:
+        if len(truth_boxes) != len(parts):
+            raise ValueError(f"got the boxes of {len(truth_boxes)} images for the detections of {len(parts)}")
+        matched_maps, matched_boxes = [], []
+        for (boxes, maps), truth in zip(parts, truth_boxes, strict=True):
+            truth = torch.as_tensor(truth).detach().float().cpu().reshape(-1, 4)
+            index = match_truth(boxes, truth, iou)
+            keep = index >= 0
+            matched_maps.append(maps[keep])
+            matched_boxes.append(truth[index[keep]])
+        maps = torch.cat(matched_maps) if matched_maps else torch.zeros(0, 1, 1)
+        if maps.shape[0]:
+            boxes = torch.cat(matched_boxes)
+            values = {
+                "energy_in_mask": lambda: energy_in_mask(None, None, maps, None, box_masks(boxes, maps.shape[-2:])),
+                "pointing_game": lambda: box_pointing_game(maps, boxes),
+            }
+            for name, metric in values.items():
+                if name in wanted:
+                    value = metric().mean
+                    if not math.isnan(value):
+                        out[name] = value
+        if "drift" in wanted and previous is not None and parts:
+            size = next((tuple(m.shape[-2:]) for _, m in parts if m.shape[0]), tuple(previous.shape[-2:]))
+            current = truth_maps(detections, truth_boxes, size, iou=iou)
+            if tuple(previous.shape) == tuple(current.shape):
+                both = ~previous.flatten(1).isnan().any(dim=1) & ~current.flatten(1).isnan().any(dim=1)
+                if both.any():
+                    out["drift"] = drift(previous[both], current[both])
     return {name: out[name] for name in TRAINING_METRICS if name in out}
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from interpret.metrics.boxes import box_masks, box_pointing_game, random_box_pointing_game, true_positives
+from interpret.metrics.boxes import box_masks, box_pointing_game, match_truth, random_box_pointing_game, true_positives
 
 
 def _peak_map(size: int, y: int, x: int) -> torch.Tensor:
@@ -70,3 +70,17 @@ def test_true_positives_need_the_same_class_and_overlap() -> None:
     truth = {"boxes": torch.tensor([[1.0, 1.0, 10.0, 10.0]]), "labels": torch.tensor([1])}
     assert true_positives(Detections(), truth).tolist() == [True, False, False]
     assert true_positives(Detections(), None).tolist() == [False, False, False]
+
+
+def test_match_truth_takes_the_most_overlapping_box_at_iou_half_whatever_the_class() -> None:
+    truth = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
+    boxes = torch.tensor([
+        [21.0, 21.0, 40.0, 40.0],  # IoU 0.90 with truth 1
+        [0.0, 0.0, 10.0, 9.0],  # IoU 0.90 with truth 0
+        [0.0, 0.0, 10.0, 4.0],  # IoU 0.40 with truth 0: too little
+        [50.0, 50.0, 60.0, 60.0],  # overlaps nothing
+    ])
+    assert match_truth(boxes, truth).tolist() == [1, 0, -1, -1]
+    assert match_truth(boxes, truth, iou=0.3).tolist() == [1, 0, 0, -1]
+    assert match_truth(torch.zeros(0, 4), truth).tolist() == []
+    assert match_truth(boxes, torch.zeros(0, 4)).tolist() == [-1, -1, -1, -1]

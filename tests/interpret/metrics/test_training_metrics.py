@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,11 +13,14 @@ from interpret.metrics.training import (
     DEFAULT_TRAINING_METRICS,
     TRAINING_METRICS,
     check_training_metrics,
+    DETECTION_METRICS,
     concentration,
+    detection_training_scores,
     drift,
     location_agreement,
     shortcut_evidence,
     training_scores,
+    truth_maps,
 )
 
 
@@ -113,3 +117,75 @@ def test_shortcut_evidence_needs_learned_accuracy_and_low_energy_or_high_agreeme
     assert shortcut_evidence([first, {**low_energy, "accuracy": 0.79}], **kw) is None  # not learned yet
     assert shortcut_evidence([first, {**low_energy, "energy_in_mask": 0.6}], **kw) is None  # on the objects
     assert shortcut_evidence([first, {"energy_in_mask": 0.1}], **kw) is None  # no accuracy now
+
+
+def _detections(boxes: list[list[float]], maps: list[torch.Tensor]) -> SimpleNamespace:
+    """What ``interpret.explain_detection`` returns, as far as the scores read it: boxes and one map per box."""
+    stacked = torch.stack(maps) if maps else torch.zeros(0, 32, 32)
+    return SimpleNamespace(boxes=torch.tensor(boxes).reshape(-1, 4), maps=stacked)
+
+
+def _box_map(x1: int, y1: int, x2: int, y2: int, size: int = 32) -> torch.Tensor:
+    heat = torch.zeros(size, size)
+    heat[y1:y2, x1:x2] = 1.0
+    return heat
+
+
+def test_detection_scores_each_map_against_the_truth_box_it_matches() -> None:
+    truth = [torch.tensor([[2.0, 2.0, 12.0, 12.0], [18.0, 18.0, 30.0, 30.0]]), torch.tensor([[4.0, 16.0, 14.0, 28.0]])]
+    on_box = _detections([[2, 2, 12, 12], [18, 18, 30, 30]], [_box_map(2, 2, 12, 12), _box_map(18, 18, 30, 30)])
+    # image 1: the box is right, its map half on the box (columns 9-13 of 4-13) and half right of it
+    half = _box_map(9, 16, 19, 28)
+    beside = _detections([[4, 16, 14, 28], [0, 0, 3, 3]], [half, _box_map(0, 0, 3, 3)])  # the 2nd matches nothing
+    scores = detection_training_scores([on_box, beside], truth)
+    assert set(scores) == {"energy_in_mask", "pointing_game", "concentration", "location_agreement"}
+    assert scores["energy_in_mask"] == pytest.approx((1.0 + 1.0 + 0.5) / 3)  # the unmatched detection left out
+    assert scores["pointing_game"] == pytest.approx(1.0)  # the half map's maximum (first pixel) is in its box
+    off = _detections([[4, 16, 14, 28]], [_box_map(20, 0, 30, 8)])  # matched box, map elsewhere: a miss, no energy
+    scores = detection_training_scores([on_box, off], truth, metrics=["energy_in_mask", "pointing_game"])
+    assert scores == {"energy_in_mask": pytest.approx(2 / 3), "pointing_game": pytest.approx(2 / 3)}
+    # without ground truth, or with no detection matching it: only the metrics that need none
+    assert set(detection_training_scores([on_box, off], None)) == {"concentration", "location_agreement"}
+    far = _detections([[0, 0, 3, 3]], [_box_map(0, 0, 3, 3)])
+    assert "energy_in_mask" not in detection_training_scores([far, far], truth)
+    assert detection_training_scores([_detections([], []), _detections([], [])], truth) == {}
+
+
+def test_detection_location_agreement_pairs_only_detections_of_different_images() -> None:
+    same_spot = [_box_map(0, 0, 6, 6), _box_map(0, 0, 6, 6)]
+    # two images, each with one detection, the same spot lit on both: a shortcut-like agreement of 1
+    one_each = [_detections([[0, 0, 6, 6]], same_spot[:1]), _detections([[0, 0, 6, 6]], same_spot[1:])]
+    agreement = detection_training_scores(one_each, metrics=["location_agreement"])["location_agreement"]
+    assert agreement == pytest.approx(1.0)
+    # one image with both: no pair of different images
+    both = [_detections([[0, 0, 6, 6], [0, 0, 6, 6]], same_spot)]
+    assert detection_training_scores(both, metrics=["location_agreement"]) == {}
+    maps = torch.stack([_box_map(0, 0, 6, 6), _box_map(0, 0, 6, 6), _box_map(20, 20, 30, 30)])
+    assert location_agreement(maps, groups=torch.tensor([0, 0, 1])) < 0  # the two same-image maps not counted
+    with pytest.raises(ValueError, match="groups"):
+        location_agreement(maps, groups=torch.tensor([0, 1]))
+
+
+def test_detection_drift_follows_each_truth_box_across_scorings() -> None:
+    truth = [torch.tensor([[2.0, 2.0, 12.0, 12.0], [18.0, 18.0, 30.0, 30.0]])]
+    torch.manual_seed(0)
+    first, second = torch.rand(32, 32), torch.rand(32, 32)
+    before = [_detections([[2, 2, 12, 12]], [first])]  # the second box found by no detection yet
+    previous = truth_maps(before, truth, (32, 32))
+    assert previous.shape == (2, 32, 32) and not previous[0].isnan().any() and previous[1].isnan().all()
+    # now both are found (in another order): the first box's map is the same, so drift 0 on the one box seen twice
+    now = [_detections([[18, 18, 30, 30], [2, 2, 12, 12]], [second, first * 2])]
+    assert detection_training_scores(now, truth, metrics=["drift"], previous=previous) == {"drift": pytest.approx(0.0)}
+    reversed_map = [_detections([[2, 2, 12, 12]], [-first])]
+    scores = detection_training_scores(reversed_map, truth, metrics=["drift"], previous=previous)
+    assert scores["drift"] == pytest.approx(2.0)
+    # the highest-scoring (first) of two detections matched to one box is the one kept
+    twice = truth_maps([_detections([[2, 2, 12, 12], [2, 2, 12, 11]], [first, second])], truth, (32, 32))
+    assert torch.equal(twice[0], first)
+    assert detection_training_scores(now, truth, metrics=["drift"], previous=previous[:1]) == {}  # other images
+    assert detection_training_scores(now, truth, metrics=["drift"]) == {}  # nothing before
+    assert "deletion_auc" not in DETECTION_METRICS
+    with pytest.raises(ValueError, match="the boxes of 1 images for the detections of 2"):
+        detection_training_scores(now + now, truth)
+    with pytest.raises(ValueError, match="boxes .* and maps .*, one map per box"):
+        detection_training_scores([SimpleNamespace(boxes=torch.zeros(2, 4), maps=torch.zeros(1, 32, 32))])
