@@ -29,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
 import shutil
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -192,6 +193,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def resume_command(overrides: Sequence[str], output_dir: Path) -> str:
+    """The command that resumes a run from its last checkpoint: its own overrides (an ``experiment=``
+    among them picks the same model), less any ``ckpt_path``, then ``ckpt_path=last hydra.run.dir=<dir>``."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    return " ".join(["python run.py", *(shlex.quote(o) for o in kept), "ckpt_path=last",
+                     shlex.quote(f"hydra.run.dir={output_dir}")])
+
+
 def _on_interrupt(how: str, cfg: DictConfig, output_dir: Path, job: JobResult, progress: FitProgress, *,
                   multirun: bool, rank: int, fresh_dir: bool) -> None:
     """Record a run stopped from outside as interrupted, with the step it reached; a signal exits with
@@ -221,8 +230,7 @@ def _on_interrupt(how: str, cfg: DictConfig, output_dir: Path, job: JobResult, p
     _set_status(lambda: job.write(output_dir))
     _write_report(cfg, output_dir, multirun)
     print(f"Interrupted by {how} at global step {step} (checkpoints and logs kept in {output_dir}).\n"
-          f"Resume it from its last checkpoint with: python run.py ckpt_path=last hydra.run.dir={output_dir}",
-          file=sys.stderr)
+          f"Resume it from its last checkpoint with: {resume_command(job.overrides, output_dir)}", file=sys.stderr)
     sys.exit(code)
 
 

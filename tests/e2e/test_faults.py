@@ -139,7 +139,10 @@ def test_sigterm_is_an_interruption_that_resumes(lived: dict) -> None:
     assert status["state"] == "interrupted" and status["step"] == BATCHES + 2, status  # held after batch 1 of epoch 1
     assert status["reason"] == "interrupted by SIGTERM"
     assert "This run was interrupted at global step 7" in report and "ckpt_path=last" in report
-    assert f"Resume it from its last checkpoint with: python run.py ckpt_path=last hydra.run.dir={run_dir}" in output
+    # the hint repeats the run's own overrides (an experiment= among them would pick the same model)
+    hint = next(line for line in output.splitlines() if line.startswith("Resume it from its last checkpoint with: "))
+    assert hint.startswith("Resume it from its last checkpoint with: python run.py " + " ".join(ARGS)), hint
+    assert hint.endswith(f" ckpt_path=last hydra.run.dir={run_dir}"), hint
     FAULTS["SIGTERM"] = True
 
 
