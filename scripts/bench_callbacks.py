@@ -3,14 +3,24 @@
 1. Wall-clock training throughput of the same seeded fit (timm resnet18 on the digits data,
    ``--steps`` optimizer steps, 20 per epoch) without callbacks, with ``FeatureMonitorCallback``
    as shipped (``layer_names=auto``: 3 layers, ``num_batches=10`` of every epoch, merged through
-   Lightning's metric path) and with ``GramMatrixCallback`` every 100 steps. Each of ``--rounds``
-   (>= 9) rounds runs four fits -- baseline, FeatureMonitor, control, GramMatrix -- each in a fresh
+   Lightning's metric path), with ``GramMatrixCallback`` every 100 steps, with
+   ``InterpretationCallback`` as conf/callbacks/interpretation.yaml ships it (GradCAM of the
+   datamodule's 8 sample images at the end of epochs 0, 5, 10, ... and at the end of training,
+   scored with the default metrics; a 100-step fit explains twice, at epoch 0 and at the end, as
+   the default 160-step experiment explains three times) and with ``CartographyCallback`` as
+   conf/callbacks/cartography.yaml ships it (every training step's logits recorded, the CSV and
+   the image of the 8 hardest samples with their GradCAM at the end). The callbacks are
+   ``bench_fits.CALLBACKS``, their targets ``TARGETS`` below. Each of ``--rounds`` (>= 9) rounds
+   runs the fits of ``--kinds`` (default all six: baseline, FeatureMonitor, Interpretation,
+   control, GramMatrix, Cartography; baseline and control always) each in a fresh
    process of its own, **in lockstep**: the fits take turns a training step at a time (a fit's turn
    runs from the start of one of its steps to the start of its next: data fetch, every hook and
-   callback, epoch ends and logging included; the others wait on a semaphore), the rotation
+   callback, epoch ends and logging included, the last one until the end of training, every
+   callback's ``on_train_end`` included; the others wait on a semaphore), the rotation
    reversed every other round. A fit's wall time is the sum of its turns. The overhead is the
    median over rounds of (wall time with / the mean wall time of the round's two fits without) - 1,
-   judged against the targets (FeatureMonitor <= 2%, GramMatrix <= 1%), with a bootstrap 95%
+   judged against the targets (FeatureMonitor <= 2%, GramMatrix <= 1%, Interpretation <= 3%,
+   Cartography <= 1%), with a bootstrap 95%
    interval. The control fit, the baseline again in every round (an A/A test), shows how far two
    identical fits differ: an overhead within the control's is not resolvable.
 
@@ -26,7 +36,8 @@
    without working, until the round's last fit is done (its exit would otherwise run beside the
    others' last steps).
    Beside the verdict: the same ratio of the fits' CPU time, and the time spent inside each
-   callback's code (its Lightning hooks and FeatureMonitor's forward hooks, timed directly).
+   callback's code (every Lightning hook its class overrides and FeatureMonitor's forward hooks,
+   timed directly; not ``setup``, which runs before training).
    On a multi-core machine ``--shards N`` runs N such rounds at once, each shard pinned to
    ``--threads`` cores of its own (one per physical core first), and judges the pooled rounds.
    Every process keeps freed memory as ``run.py`` does by default (``keep_freed_memory``): with
@@ -48,7 +59,8 @@
 
 Usage::
 
-    python scripts/bench_callbacks.py                 # 9 rounds, ~22 minutes on 1 CPU core
+    python scripts/bench_callbacks.py                 # 9 rounds of all six fits, ~33 minutes on 1 CPU core
+    python scripts/bench_callbacks.py --kinds interpretation cartography   # baseline, control and these two
     python scripts/bench_callbacks.py --shards 2 --rounds 8   # 16 rounds on 2 cores, ~22 minutes
     python scripts/bench_callbacks.py --quick         # 5 rounds, 3 repeats: a smoke run, not a verdict
     python scripts/bench_callbacks.py --shards 8 --rounds 4 --max-minutes 10   # 8+ idle cores: up to 32 rounds
@@ -88,7 +100,17 @@ from runner.allocator import keep_freed_memory  # noqa: E402
 from runner.data import DigitsDataModule  # noqa: E402
 from runner.models.classifier import ImageClassifier  # noqa: E402
 
-KINDS = ["baseline", "feature_monitor", "control", "gram_matrix"]
+#: every kind of fit, in a round's order (a callback's fit between two without one, in the order or the rotation);
+#: ``--kinds`` picks some of them, in this order; baseline and control are always among them
+KINDS = ["baseline", "feature_monitor", "interpretation", "control", "gram_matrix", "cartography"]
+#: each callback's target (the most wall-clock overhead it may add) and how the table names it: the one
+#: place that says what is judged (the callbacks themselves: bench_fits.CALLBACKS)
+TARGETS: dict[str, tuple[float, str]] = {
+    "feature_monitor": (0.02, "FeatureMonitor, auto (3 layers), num_batches=10"),
+    "gram_matrix": (0.01, "GramMatrix every 100 steps"),
+    "interpretation": (0.03, "Interpretation, gradcam x8, epochs 0,5,.. + end, default metrics"),
+    "cartography": (0.01, "Cartography, num_hardest=8 image at the end"),
+}
 
 
 def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[str, list[tuple[float, float, float, int]]]:
@@ -102,16 +124,17 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
         fit("baseline", 10, args.image_size, args.batch_size, root / "warmup")  # one-time costs out of the way
     settings = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
                 "threads": args.fit_threads or torch.get_num_threads(),
-                "design": "sequential" if args.sequential else "lockstep"}
+                "design": "sequential" if args.sequential else "lockstep", "kinds": args.kinds}
+    kinds = args.kinds
     # per kind, one (wall s, s inside the callback, CPU s, page faults) per round
-    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in KINDS}
+    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in kinds}
     last = 0.0  # seconds the last round took
     for r in range(args.rounds):
         if args.max_minutes and time.perf_counter() - args.started + last > args.max_minutes * 60:
             print(f"{prefix}  --max-minutes {args.max_minutes:g}: no time for another round, {r} done", flush=True)
             break
         round_start = time.perf_counter()
-        order = KINDS if r % 2 == 0 else KINDS[::-1]  # alternate the order too: no kind always runs first
+        order = kinds if r % 2 == 0 else kinds[::-1]  # alternate the order too: no kind always runs first
         if args.sequential:
             for kind in order:
                 results[kind].append(fit(kind, args.steps, args.image_size, args.batch_size, root / f"round{r}"))
@@ -120,10 +143,10 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
             for kind in order:
                 results[kind].append(one[kind])
         line = "  ".join(f"{k} {results[k][-1][0]:6.2f}s (CPU {results[k][-1][2]:6.2f}s, {results[k][-1][3] // 1000}k faults)"
-                         for k in KINDS)
+                         for k in kinds)
         print(f"{prefix}  round {r + 1:2d}: {line}", flush=True)
         last = time.perf_counter() - round_start
-        record = json.dumps({**{k: results[k][-1] for k in KINDS}, "settings": settings}) + "\n"
+        record = json.dumps({**{k: results[k][-1] for k in kinds}, "settings": settings}) + "\n"
         for path in filter(None, (args.rounds_file, args.mirror_rounds_file)):
             with open(path, "a") as f:  # one short line, one write: appends from several shards do not mix
                 f.write(record)
@@ -131,15 +154,11 @@ def run_rounds(args: argparse.Namespace, root: Path, prefix: str = "") -> dict[s
 
 
 def read_rounds(paths: list[str]) -> dict[str, list[tuple[float, float, float, int]]]:
-    """The rounds of ``--rounds-file`` files, pooled (each round carries its own baseline and control)."""
-    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in KINDS}
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                for k in KINDS:
-                    results[k].append(tuple(row[k]))
-    return results
+    """The rounds of ``--rounds-file`` files, pooled (each round carries its own baseline and control); the
+    kinds every round has."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    kinds = [k for k in KINDS if rows and all(k in row for row in rows)]
+    return {k: [tuple(row[k]) for row in rows] for k in kinds}
 
 
 def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[float, float, float, int]]]:
@@ -157,7 +176,8 @@ def run_shards(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[flo
         mine = cpus[i * threads:(i + 1) * threads]
         rounds_file = root / f"shard{i}.jsonl"
         cmd = [sys.executable, __file__, "--skip-interpretation", "--rounds", str(args.rounds), "--threads", str(threads),
-               "--steps", str(args.steps), "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
+               "--kinds", *args.kinds, "--steps", str(args.steps), "--image-size", str(args.image_size),
+               "--batch-size", str(args.batch_size),
                "--rounds-file", str(rounds_file), *(["--mirror-rounds-file", args.rounds_file] if args.rounds_file else []),
                "--prefix", f"[shard {i}, cores {','.join(map(str, mine))}]",
                "--no-verdict"]
@@ -205,7 +225,8 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
     else:
         where = f"{args.fit_threads or torch.get_num_threads()} torch thread(s) a fit"
     if not args.combine:
-        where += ", whole fits one after another" if args.sequential else ", the four fits taking turns a step at a time"
+        where += (", whole fits one after another" if args.sequential
+                  else f", the {len(args.kinds)} fits taking turns a step at a time")
     print(f"\n== training throughput: resnet18, digits {args.image_size}px, batch {args.batch_size}, "
           f"{args.steps} steps per fit ({args.steps / 20:g} epochs of 20 steps; the default experiment trains "
           f"8 epochs = 160 steps), alternating rounds ({where}) ==", flush=True)
@@ -224,34 +245,35 @@ def bench_throughput(args: argparse.Namespace, root: Path) -> list[bool]:
 def judge(results: dict[str, list[tuple[float, float, float, int]]], args: argparse.Namespace) -> list[bool]:
     print(f"\n  {len(results['baseline'])} rounds")
     rng = random.Random(0)
-    targets = {"feature_monitor": 0.02, "gram_matrix": 0.01}
-    labels = {
-        "feature_monitor": "FeatureMonitor, auto (3 layers), num_batches=10",
-        "gram_matrix": "GramMatrix every 100 steps",
-    }
+    judged = [k for k in KINDS if k in TARGETS and k in results]
+    targets = {k: TARGETS[k][0] for k in judged}
+    labels = {k: TARGETS[k][1] for k in judged}
+    width = max([48, *(len(label) for label in labels.values())])
     base = [s for s, _, _, _ in results["baseline"]]
     base_cpu = [c for _, _, c, _ in results["baseline"]]
     # the reference of each round: the mean of its two fits without a callback (baseline, control)
     ref = [(a + b[0]) / 2 for a, b in zip(base, results["control"])]
     ref_cpu = [(a + b[2]) / 2 for a, b in zip(base_cpu, results["control"])]
     ok = []
-    print(f"\n  {'callback':48s} {'wall overhead':>13s} {'(ratio of medians)':>18s} {'CPU overhead':>12s} "
+    print(f"\n  {'callback':{width}s} {'wall overhead':>13s} {'(ratio of medians)':>18s} {'CPU overhead':>12s} "
           f"{'in hooks':>9s} {'target':>7s}")
     verdicts, intervals = [], []
-    for kind in ("feature_monitor", "gram_matrix"):
+    for kind in judged:
         walls = [s for s, _, _, _ in results[kind]]
         cpus = [c for _, _, c, _ in results[kind]]
         overhead = statistics.median(w / b for w, b in zip(walls, ref)) - 1.0
         of_medians = statistics.median(walls) / statistics.median(ref) - 1.0
         cpu_overhead = statistics.median(c / b for c, b in zip(cpus, ref_cpu)) - 1.0
         share = statistics.median(i / s for s, i, _, _ in results[kind])
+        inside = statistics.median(i for _, i, _, _ in results[kind])
         low, high = median_interval([w / b - 1.0 for w, b in zip(walls, ref)], rng)
         passed = overhead <= targets[kind]
         ok.append(passed)
-        print(f"  {labels[kind]:48s} {overhead * 100:12.2f}% {of_medians * 100:17.2f}% {cpu_overhead * 100:11.2f}% "
+        print(f"  {labels[kind]:{width}s} {overhead * 100:12.2f}% {of_medians * 100:17.2f}% {cpu_overhead * 100:11.2f}% "
               f"{share * 100:8.2f}% {targets[kind] * 100:6.0f}%  {'PASS' if passed else 'FAIL'}")
         intervals.append(f"  {labels[kind].split(',')[0]}: 95% interval of the wall overhead's median "
-                         f"[{low * 100:+.2f}%, {high * 100:+.2f}%]")
+                         f"[{low * 100:+.2f}%, {high * 100:+.2f}%]; inside its hooks {inside:.2f} s a fit (median), "
+                         f"the fit {statistics.median(walls):.1f} s")
         verdicts.append(f"{labels[kind].split(',')[0]} wall-clock overhead {overhead * 100:+.2f}% "
                         f"(target <= {targets[kind] * 100:.0f}%): {'PASS' if passed else 'FAIL'}")
     ctrl = [s for s, _, _, _ in results["control"]]
@@ -261,7 +283,7 @@ def judge(results: dict[str, list[tuple[float, float, float, int]]], args: argpa
     ctrl_low, ctrl_high = median_interval([w / b - 1.0 for w, b in zip(ctrl, base)], rng)
     intervals.append(f"  control: 95% interval of its median [{ctrl_low * 100:+.2f}%, {ctrl_high * 100:+.2f}%] "
                      "(bootstrap over rounds, 2000 resamples)")
-    print(f"  {'control: the baseline fit again (A/A)':48s} {ctrl_wall * 100:12.2f}% "
+    print(f"  {'control: the baseline fit again (A/A)':{width}s} {ctrl_wall * 100:12.2f}% "
           f"{(statistics.median(ctrl) / statistics.median(base) - 1) * 100:17.2f}% {ctrl_cpu_oh * 100:11.2f}%"
           "      -       -   (no callback: the machine's own difference between identical fits)")
     verdicts.append(f"control (the same fit twice, no callback): {ctrl_wall * 100:+.2f}% wall, "
@@ -345,7 +367,10 @@ def bench_interpretation(args: argparse.Namespace, root: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="training steps per fit (GramMatrix fires every 100)")
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds of the three fits (>= 9 for a verdict)")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds of the fits (>= 9 for a verdict)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=KINDS, metavar="KIND",
+                        help=f"the fits of each round, of {', '.join(KINDS)} (default: all; baseline and control "
+                             "are always run: every callback is judged against them)")
     parser.add_argument("--image-size", type=int, default=32, help="digits image size for the throughput fits")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--interp-image-size", type=int, default=224, help="image size of the GradCAM comparison")
@@ -376,6 +401,7 @@ def main() -> int:
     parser.add_argument("--no-verdict", action="store_true", help=argparse.SUPPRESS)  # a shard: rounds only
     args = parser.parse_args()
     args.started = time.perf_counter()
+    args.kinds = [k for k in KINDS if k in {*args.kinds, "baseline", "control"}]
     if args.quick:
         args.rounds, args.repeats = 5, 3
     if args.combine:
