@@ -62,8 +62,10 @@ def test_bad_values_fail_in_one_line_naming_the_key() -> None:
         TransformRecipe(re_prob=2)
     with pytest.raises(ValueError, match="data.auto_augment"):
         TransformRecipe(auto_augment="nonsense-m9")
-    with pytest.raises(ValueError, match="data.augment can be none, basic, got 'timm'.*data=imagefolder"):
+    with pytest.raises(ValueError, match="data.augment can be none, basic, symmetry, got 'timm'.*data=imagefolder"):
         ShapesDataModule(augment="timm")
+    with pytest.raises(ValueError, match="data.augment can be none, basic, got 'symmetry'"):
+        DigitsDataModule(augment="symmetry")  # the symmetries keep the class of a shape, not of a digit
 
 
 def test_generated_data_stays_as_it_was() -> None:
