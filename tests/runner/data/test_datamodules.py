@@ -440,4 +440,3 @@ def test_imagefolder_class_sets_differ(folders: tuple[Path, Path], tmp_path: Pat
     with pytest.raises(ValueError, match=r"data\.test_dir") as err:
         ImageFolderDataModule(train_dir=str(train), val_dir=str(train), test_dir=str(test))
     assert str(test) in str(err.value)
-
