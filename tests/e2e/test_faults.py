@@ -42,11 +42,18 @@ def _env(out: Path) -> dict[str, str]:
     return {**env, "RUNNER_OUTPUT_DIR": str(out), "PYTHONPATH": str(REPO)}
 
 
+def _default_sigint() -> None:
+    """In the child, before run.py starts: SIGINT as a terminal's foreground process has it. A suite
+    started in the background of a non-interactive shell (``make test &``) inherits SIGINT ignored,
+    and run.py rightly leaves an ignored SIGINT ignored: the Ctrl-C case would then wait for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(run_dir: Path, *extra: str, epochs: int = EPOCHS) -> subprocess.Popen:
     args = [a if not a.startswith("trainer.max_epochs=") else f"trainer.max_epochs={epochs}" for a in ARGS]
     return subprocess.Popen([sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}", *extra], cwd=REPO,
                             env=_env(run_dir.parent / "outputs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
 
 
 def _paused(proc: subprocess.Popen, run_dir: Path, epoch: int) -> subprocess.Popen:
