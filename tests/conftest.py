@@ -1,6 +1,7 @@
 """Settings shared by every test: no network, nothing written outside tmp folders."""
 
 import os
+import signal
 
 import pytest
 
@@ -19,6 +20,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# Ctrl-C as a terminal gives it: a suite started in the background of a non-interactive shell (`make
+# test &`) inherits SIGINT ignored, which run.py rightly keeps ignored, so the interrupt tests (in this
+# process, and in the run.py children, which inherit an ignored signal but not a handler) would wait
+# for a KeyboardInterrupt that never comes.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: tests that share state across tests stay together on one xdist worker, in order: the README's
 #: commands run in one scratch directory (a resume uses the run an earlier command made), and the
