@@ -30,8 +30,11 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 #: tests that share state across tests stay together on one xdist worker, in order: the README's
 #: commands run in one scratch directory (a resume uses the run an earlier command made), and the
-#: SLURM tests share the one local cluster (its ports are fixed). Every other test is its own unit.
-_GROUPS = {"tests/e2e/test_readme.py": "readme", "tests/e2e/slurm/": "slurm"}
+#: SLURM tests share the one local cluster (its ports are fixed); the detection e2e tests and the
+#: faults tests share one expensive module fixture each (a real 12-epoch detector, ~190 s; four
+#: interrupted runs, ~40 s), which split over two workers ran twice. Every other test is its own unit.
+_GROUPS = {"tests/e2e/test_readme.py": "readme", "tests/e2e/slurm/": "slurm", "tests/e2e/detection/": "detection",
+           "tests/e2e/test_faults.py": "faults"}
 
 
 def group_of(nodeid: str) -> str:
