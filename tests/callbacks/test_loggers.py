@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,11 @@ def test_every_callback_with_every_logger(trainer_factory, tmp_path: Path, logge
         assert len(wandb_images(tmp_path, "interpretation/gradcam")) == 1
         assert len(wandb_images(tmp_path, "gram_matrix")) == 2
         # wandb 0.31 keeps offline history only in the binary run-*.wandb record log (no python reader)
-        history = next(tmp_path.rglob("offline-run-*/run-*.wandb")).read_bytes()
+        record = next(tmp_path.rglob("offline-run-*/run-*.wandb"))
+        deadline = time.monotonic() + 30  # wandb-core may still be writing the record after finish()
+        while b"features/" not in record.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        history = record.read_bytes()
         for key in SCALARS:
             assert key.encode() in history, key
     elif logger == "mlflow":
