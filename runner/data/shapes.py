@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from runner.data.datamodule import ImageDataModule, tensor_dataset
 from runner.data.generated_splits import GeneratedSplits
 from interpret.checks import positive_int, unit_interval
-from runner.data.shapes_generator import SHAPE_CLASSES, SHORTCUTS, add_shortcut_patch, generate_shapes
+from runner.data.shapes_generator import SHAPE_CLASSES, SHORTCUTS, add_shortcut_patch, check_scales, generate_shapes
 
 __all__ = ["SAMPLE_SPLITS", "ShapesDataModule", "SymmetryAugmented"]
 
@@ -55,6 +55,7 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
     Args:
         num_train, num_val, num_test: split sizes.
         num_classes: how many shape kinds (2-4) out of circle, square, triangle, cross.
+        min_scale, max_scale: each object's radius as a fraction of ``image_size`` (0.25-0.40 by default).
         shortcut: None, or ``"patch"``: a class-coded square at the top-left corner of a share
             ``shortcut_p`` of the *training* images only (validation and test stay clean; see
             :func:`~runner.data.shapes_generator.add_shortcut_patch`), to test whether a model and
@@ -76,6 +77,8 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
         num_val: int = 400,
         num_test: int = 400,
         num_classes: int = 4,
+        min_scale: float = 0.25,
+        max_scale: float = 0.40,
         shortcut: str | None = None,
         shortcut_p: float = 0.9,
         sample_split: str = "val",
@@ -87,6 +90,8 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
             raise ValueError(f"data.num_classes must be between 2 and {len(SHAPE_CLASSES)}, got {num_classes}")
         if shortcut is not None and shortcut not in SHORTCUTS:
             raise ValueError(f"data.shortcut can be null or {', '.join(SHORTCUTS)}, got {shortcut!r}")
+        check_scales(min_scale, max_scale)
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.shortcut = shortcut
         self.shortcut_p = unit_interval(shortcut_p, "data.shortcut_p")
         if sample_split not in SAMPLE_SPLITS:
@@ -104,7 +109,7 @@ class ShapesDataModule(GeneratedSplits[torch.Tensor], ImageDataModule):
         return SymmetryAugmented(view) if self.augment == "symmetry" else view
 
     def _make(self, n: int, seed: int) -> tuple[torch.utils.data.TensorDataset, torch.Tensor]:
-        images, labels, masks = generate_shapes(n, self.image_size, seed, self.num_classes)
+        images, labels, masks = generate_shapes(n, self.image_size, seed, self.num_classes, self.min_scale, self.max_scale)
         if self.shortcut == "patch" and seed == self.seed:  # the training split (val, test: seed + 1, + 2)
             images, _ = add_shortcut_patch(images, labels, self.shortcut_p, seed)
         x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2)

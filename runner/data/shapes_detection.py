@@ -10,7 +10,7 @@ import torch
 from interpret.checks import positive_int
 from runner.data.detection_datamodule import DetectionDataModule, DetectionTensorDataset
 from runner.data.generated_splits import GeneratedSplits
-from runner.data.shapes_generator import SHAPE_CLASSES, generate_shapes_detection
+from runner.data.shapes_generator import SHAPE_CLASSES, check_scales, generate_shapes_detection
 
 __all__ = ["ShapesDetectionDataModule"]
 
@@ -54,8 +54,7 @@ class ShapesDetectionDataModule(GeneratedSplits[list[torch.Tensor]], DetectionDa
             positive_int(value, f"data.{name}")
         if min_objects > max_objects:
             raise ValueError(f"data.min_objects={min_objects} is more than data.max_objects={max_objects}")
-        if not 0.0 < min_scale <= max_scale < 0.5:
-            raise ValueError(f"data.min_scale and data.max_scale need 0 < min <= max < 0.5, got {min_scale}, {max_scale}")
+        check_scales(min_scale, max_scale)
         if not isinstance(distinct_classes, bool):
             raise ValueError(f"data.distinct_classes must be true or false, got {distinct_classes!r}")
         if distinct_classes and max_objects > num_classes:

@@ -36,6 +36,14 @@ SHORTCUTS: tuple[str, ...] = ("patch",)
 SHORTCUT_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0))
 
 
+def check_scales(min_scale: float, max_scale: float) -> None:
+    """Objects' radii as fractions of the side: ``0 < min_scale <= max_scale < 0.5`` (one line naming both)."""
+    if not 0.0 < float(min_scale) <= float(max_scale) < 0.5:
+        raise ValueError(
+            f"data.min_scale and data.max_scale need 0 < min_scale <= max_scale < 0.5, got {min_scale} and {max_scale}"
+        )
+
+
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth colour noise plus a few thin random lines, float32 (H, W, 3) in [0, 1]."""
     coarse = rng.uniform(0.15, 0.65, size=(4, 4, 3)).astype(np.float32)
@@ -88,6 +96,8 @@ def generate_shapes(
     image_size: int = 32,
     seed: int = 0,
     num_classes: int = len(SHAPE_CLASSES),
+    min_scale: float = 0.25,
+    max_scale: float = 0.40,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate a labelled shapes data set.
 
@@ -96,6 +106,10 @@ def generate_shapes(
         image_size: side length in pixels (square images), at least 16.
         seed: random seed; the same seed gives the same data.
         num_classes: how many of :data:`SHAPE_CLASSES` to use (2 to 4).
+        min_scale, max_scale: each object's radius as a fraction of ``image_size`` (uniform in that
+            range, ``0 < min_scale <= max_scale < 0.5``). The default 0.25-0.40 gives objects of half to
+            four fifths of the side: big enough that a resnet18 learns the shapes from 2000 images at 32 px
+            instead of memorising them (at 0.16-0.28 it reached val/acc 0.42 with train/acc 1.00).
 
     Returns:
         ``images`` uint8 ``(N, H, W, 3)``, ``labels`` int64 ``(N,)`` (balanced, shuffled) and
@@ -106,6 +120,7 @@ def generate_shapes(
         raise ValueError(f"image_size must be >= 16, got {image_size}")
     if not 2 <= num_classes <= len(SHAPE_CLASSES):
         raise ValueError(f"num_classes must be between 2 and {len(SHAPE_CLASSES)}, got {num_classes}")
+    check_scales(min_scale, max_scale)
     rng = np.random.default_rng(seed)
     labels = np.arange(num_samples, dtype=np.int64) % num_classes
     rng.shuffle(labels)
@@ -113,7 +128,7 @@ def generate_shapes(
     masks = np.empty((num_samples, image_size, image_size), dtype=bool)
     for i, label in enumerate(labels):
         img = background(rng, image_size)
-        r = rng.uniform(0.16, 0.28) * image_size
+        r = rng.uniform(min_scale, max_scale) * image_size
         cx, cy = rng.uniform(r + 1, image_size - r - 1, size=2)
         mask = shape_mask(SHAPE_CLASSES[label], image_size, cx, cy, r, rng.uniform(0, np.pi))
         # A saturated colour that stands out from the muted background.
@@ -203,8 +218,7 @@ def generate_shapes_detection(
         raise ValueError(f"num_classes must be between 1 and {len(SHAPE_CLASSES)}, got {num_classes}")
     if not 1 <= min_objects <= max_objects:
         raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects} and {max_objects}")
-    if not 0.0 < min_scale <= max_scale < 0.5:
-        raise ValueError(f"need 0 < min_scale <= max_scale < 0.5, got {min_scale} and {max_scale}")
+    check_scales(min_scale, max_scale)
     if distinct_classes and max_objects > num_classes:
         raise ValueError(f"distinct_classes needs max_objects <= num_classes, got {max_objects} > {num_classes}")
     rng = np.random.default_rng(seed)

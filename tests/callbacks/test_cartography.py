@@ -64,7 +64,7 @@ def test_the_flipped_labels_are_the_least_confident(trainer_factory, tmp_path: P
     confidence = torch.tensor([float(r["confidence"]) for r in rows])
     score = precision_at_k(confidence, noisy)
     print(f"cartography: precision at k={len(noisy)} after 8 epochs: {score:.3f}")
-    assert score >= 0.5, f"precision at k {score:.3f} (chance: 0.1)"
+    assert score >= 0.6, f"precision at k {score:.3f} (chance: 0.1)"
     # the flipped samples are also predicted right less often
     correct = torch.tensor([float(r["correctness"]) for r in rows])
     flipped = torch.tensor([int(r["noisy"]) for r in rows], dtype=torch.bool)

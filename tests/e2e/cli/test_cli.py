@@ -264,18 +264,28 @@ def test_full_error_shows_traceback(cli, tmp_path: Path) -> None:
     assert "Traceback" in res.output and "resnet181" in res.output
 
 
-def test_the_default_run_finds_flipped_labels(cli, tmp_path: Path) -> None:
-    """`python run.py data.label_noise=0.1`: cartography (a default callback) ranks the flipped digits
-    among the least confident (measured: precision at k 0.952, val/acc 0.970), and the model still learns."""
-    from runner.data import DigitsDataModule
+@pytest.mark.parametrize(
+    ("args", "min_accuracy", "min_precision"),
+    [((), 0.90, 0.8), (("data=shapes", "trainer.max_epochs=12"), 0.70, 0.6)],
+    ids=["digits", "shapes"],
+)
+def test_the_default_run_finds_flipped_labels(cli, tmp_path: Path, args: tuple[str, ...], min_accuracy: float,
+                                              min_precision: float) -> None:
+    """`python run.py data.label_noise=0.1` (digits) and `python run.py data=shapes data.label_noise=0.1
+    trainer.max_epochs=12`: cartography (a default callback) ranks the flipped samples among the least
+    confident, and the model still learns. Measured: digits precision at k 0.952, val/acc 0.970 (126
+    flipped); shapes 0.665, val/acc 0.757 (200 flipped, 90 s on 2 idle cores)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     run_dir = tmp_path / "run"
-    res = cli("data.label_noise=0.1", f"hydra.run.dir={run_dir}")
+    res = cli(*args, "data.label_noise=0.1", f"hydra.run.dir={run_dir}")
     assert res.returncode == 0, res.output[-3000:]
-    assert json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/acc_best"] >= 0.90
+    assert json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/acc_best"] >= min_accuracy
     rows = list(csv.DictReader(open(run_dir / "cartography.csv")))
-    noisy = set(DigitsDataModule(seed=42, label_noise=0.1).noisy_indices.tolist())
+    data = instantiate(OmegaConf.load(run_dir / "config_resolved.yaml").data)  # the run's own datamodule
+    noisy = set(data.noisy_indices.tolist())
     assert {int(r["index"]) for r in rows if r["noisy"] == "1"} == noisy and len(noisy) > 100
     least = sorted(rows, key=lambda r: float(r["confidence"]))[: len(noisy)]
     precision = sum(int(r["index"]) in noisy for r in least) / len(noisy)
-    assert precision >= 0.8, precision
+    assert precision >= min_precision, precision

@@ -261,7 +261,8 @@ def test_shapes_deterministic_per_seed(shapes: ShapesDataModule) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [({"num_train": 0}, "data.num_train"), ({"num_val": -1}, "data.num_val"),
-                                               ({"num_classes": 1}, "data.num_classes")])
+                                               ({"num_classes": 1}, "data.num_classes"), ({"max_scale": 0.5}, "data.min_scale"),
+                                               ({"min_scale": 0.3, "max_scale": 0.2}, "data.max_scale")])
 def test_shapes_bad_arguments_name_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         ShapesDataModule(**kwargs)
