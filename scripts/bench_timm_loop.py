@@ -118,6 +118,7 @@ def run_side(args: argparse.Namespace, train: Path, size: int, variant: bool, ou
         "+callbacks.bench_timer._target_=bench_timm_loop.EpochTimer", f"+callbacks.bench_timer.out={out}",
         f"hydra.run.dir={out.parent / ('run_' + out.stem)}",
     ]
+    overrides += list(args.run_args)
     if variant:
         overrides += [f"+model.mixup.{k}={v}" for k, v in MIXUP.items()]
         overrides += ["+callbacks.ema._target_=callbacks.EMAWeights", f"+callbacks.ema.decay={EMA_DECAY}"]
@@ -219,6 +220,8 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--variants", nargs="+", default=["plain", "mixup_ema"], choices=["plain", "mixup_ema"])
+    parser.add_argument("--run-args", nargs="*", default=[], metavar="OVERRIDE",
+                        help="extra overrides for the run.py side only (e.g. callbacks.rich_progress_bar=null), to find what costs")
     parser.add_argument("--workdir", default=None, help="where the images and timings go (default: a temporary folder)")
     parser.add_argument("--timm-worker", nargs=4, metavar=("TRAIN", "SIZE", "VARIANT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -319,3 +319,11 @@ def test_a_start_removes_the_temporaries_of_killed_writers(compose_cfg: Compose,
 
     run_wrapper(train)(cfg)
     assert seen["left"] == [live.name]
+
+
+def test_resume_command_repeats_the_runs_overrides_but_its_checkpoint() -> None:
+    from runner.run_wrapper import resume_command
+
+    cmd = resume_command(["experiment=shapes_detection", "ckpt_path=old.ckpt", "+ckpt_path=x", "tags=[a b]"],
+                         Path("/runs/my run"))
+    assert cmd == "python run.py experiment=shapes_detection 'tags=[a b]' ckpt_path=last 'hydra.run.dir=/runs/my run'"
