@@ -131,8 +131,8 @@ class SeededItems(Dataset):
     def __getitem__(self, key):  # type: ignore[no-untyped-def]
         if isinstance(key, tuple):
             index, seed = key
-            # the CPU generator only: torch.manual_seed also seeds every CUDA/MPS/XPU generator, ~140 us a
-            # call (0.14 ms of every item); items are loaded on the CPU, and a forked worker has no CUDA
+            # the CPU generator only: torch.manual_seed also seeds every CUDA/MPS/XPU generator, ~460 us a
+            # call in a loader worker; items are loaded on the CPU, and a forked worker has no CUDA
             torch.default_generator.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)
