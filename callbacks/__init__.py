@@ -9,16 +9,27 @@ No name exported here may equal a submodule's name (``gram_matrix``, ``grad_norm
 replace the submodule attribute, and ``_target_: callbacks.<module>.<Class>`` would stop resolving.
 """
 
-from callbacks.cartography import CartographyCallback
-from callbacks.ema_weights import EMAWeights
-from callbacks.feature_monitor import FeatureMonitorCallback
-from callbacks.grad_norm import GradNormMonitor
-from callbacks.gram_matrix import GramMatrixCallback
-from callbacks.image_logging import log_image, log_scalars
-from callbacks.interpretation import InterpretationCallback
-from callbacks.schedule import EveryN
-from callbacks.terminate_on_nan import TerminateOnNaN
-from interpret.stats import cosine_gram, effective_rank
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: each exported name -> the module that defines it, imported on first use (PEP 562): importing
+#: ``callbacks.names`` (torch-free, for the run report) must not import torch and Lightning
+_EXPORTS = {
+    "CartographyCallback": "callbacks.cartography",
+    "EMAWeights": "callbacks.ema_weights",
+    "EveryN": "callbacks.schedule",
+    "FeatureMonitorCallback": "callbacks.feature_monitor",
+    "GradNormMonitor": "callbacks.grad_norm",
+    "GramMatrixCallback": "callbacks.gram_matrix",
+    "InterpretationCallback": "callbacks.interpretation",
+    "TerminateOnNaN": "callbacks.terminate_on_nan",
+    "cosine_gram": "interpret.stats",
+    "effective_rank": "interpret.stats",
+    "log_image": "callbacks.image_logging",
+    "log_scalars": "callbacks.image_logging",
+}
 
 __all__ = [
     "CartographyCallback",
@@ -34,3 +45,15 @@ __all__ = [
     "log_image",
     "log_scalars",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # once: later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,6 +17,7 @@ from typing_extensions import override
 
 import interpret
 from callbacks.image_logging import log_image
+from callbacks.names import CARTOGRAPHY_COLUMNS, CARTOGRAPHY_FILE, HARDEST_KEY
 from interpret.cartography import (
     accumulate,
     empty_sums,
@@ -34,14 +35,6 @@ from interpret.tiles import sample_panel
 __all__ = ["CARTOGRAPHY_COLUMNS", "CARTOGRAPHY_FILE", "HARDEST_KEY", "CartographyCallback"]
 
 log = logging.getLogger(__name__)
-
-#: the file this callback writes in the run directory (``trainer.default_root_dir``); ``runner.artifacts``
-#: re-exports it with the other names of a run directory
-CARTOGRAPHY_FILE = "cartography.csv"
-#: its columns (``noisy`` only when the datamodule has ``noisy_indices``)
-CARTOGRAPHY_COLUMNS: tuple[str, ...] = ("index", "label", "confidence", "variability", "correctness", "epochs")
-#: the key of the image of the hardest samples (``images/cartography/hardest/step_NNNNNN.png``; the run report shows it)
-HARDEST_KEY = "cartography/hardest"
 
 
 class CartographyCallback(Callback):

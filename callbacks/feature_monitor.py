@@ -23,6 +23,7 @@ from torchmetrics import Metric
 from typing_extensions import override
 
 from callbacks.monitored_layers import auto_layer_names, resolve_layers
+from callbacks.names import FEATURES_PREFIX
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int
 from interpret.stats import (
@@ -269,7 +270,7 @@ class FeatureMonitorCallback(Callback):
             for stat, view in views.items():
                 view.update()
                 pl_module.log(
-                    f"features/{name}/{stat}",
+                    f"{FEATURES_PREFIX}/{name}/{stat}",
                     view,
                     on_step=False,
                     on_epoch=True,

@@ -24,6 +24,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from callbacks.image_logging import log_image, log_scalars
+from callbacks.names import GRAM_PREFIX
 from callbacks.schedule import EveryN
 from interpret.checks import positive_int
 from interpret.class_structure import class_separation, label_order
@@ -215,8 +216,8 @@ class GramMatrixCallback(Callback):
             features, labels = features[order], labels[order]
         gram = gram_to_show(features, centered=self.centered)
         stats = gram_statistics(features)
-        scalars = {f"gram_matrix/{k}": v for k, v in stats.items()}
-        scalars["gram_matrix/num_samples"] = float(features.shape[0])
+        scalars = {f"{GRAM_PREFIX}/{k}": v for k, v in stats.items()}
+        scalars[f"{GRAM_PREFIX}/num_samples"] = float(features.shape[0])
         title = (
             f"step {step}: {features.shape[0]} of {n_total} samples, {trainer.world_size} rank(s); "
             f"mean off-diag {stats['mean_offdiag']:.3f}, centred eff. rank {stats['centered_effective_rank']:.2f}"
@@ -226,14 +227,14 @@ class GramMatrixCallback(Callback):
             separation = class_separation(centred, labels)
             title += f"\nsorted by class: {len(torch.unique(labels))} class(es)"
             if math.isfinite(separation):  # not NaN: 2+ classes and a class with 2+ samples
-                scalars["gram_matrix/class_separation"] = separation
+                scalars[f"{GRAM_PREFIX}/class_separation"] = separation
                 title += f"; class separation {separation:.3f} (within minus between, centred)"
         label = "cosine similarity (centred features)" if self.centered else "cosine similarity (raw features)"
         names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
         image = render_gram(gram, title, label=label, labels=labels, class_names=_names(names))
         del features, gram, labels
         log_scalars(trainer, scalars, step=step)
-        log_image(trainer, "gram_matrix", image, step=step)
+        log_image(trainer, GRAM_PREFIX, image, step=step)
         self._check_collapse(stats["centered_effective_rank"], step)
 
     @override

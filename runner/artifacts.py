@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from callbacks.names import CARTOGRAPHY_FILE
+
 __all__ = [
     "CARTOGRAPHY_FILE", "CHECKPOINTS_DIR", "CONFIG_FILES", "CONFIG_RESOLVED_FILE", "CONFIG_TREE_FILE", "CSV_DIR",
     "CSV_METRICS_FILE", "DETECTIONS_DIR", "EXPLAIN_METRICS_FILE", "FAILED_FILE", "FEATURES_DIR", "GRID_FILE",
@@ -68,17 +70,8 @@ LOCK_FILE = ".lock"
 SETUP_FILES = frozenset({HYDRA_DIR, CONFIG_RESOLVED_FILE, CONFIG_TREE_FILE, STATUS_FILE, LOCK_FILE})
 #: the states of ``status.json`` (:class:`RunStatus`)
 RUN_STATES = ("running", "interrupted", "failed", "finished")
-#: re-exported from the modules that own them (callbacks never import ``runner/``), imported on first
-#: use so that this module stays light: ``CARTOGRAPHY_FILE`` (``callbacks.CartographyCallback``'s csv)
-_REEXPORTED = {"CARTOGRAPHY_FILE": "callbacks.cartography"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _REEXPORTED:
-        import importlib
-
-        return getattr(importlib.import_module(_REEXPORTED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``CARTOGRAPHY_FILE`` (``callbacks.CartographyCallback``'s csv) is re-exported from the torch-free
+#: ``callbacks.names``, which owns the names the callbacks write (callbacks never import ``runner/``)
 
 
 # ---------------------------------------------------------------------------- a sweep directory

@@ -7,7 +7,7 @@ What it reads, all written during training:
   (``callbacks.InterpretationCallback`` with its ``metrics``), from the run's scalars;
 - :data:`runner.artifacts.CARTOGRAPHY_FILE` (``callbacks.CartographyCallback``): one row per training
   sample, ``noisy`` when the datamodule flipped labels on purpose;
-- the image ``callbacks.cartography.HARDEST_KEY`` (the hardest samples with their heatmaps).
+- the image ``callbacks.names.HARDEST_KEY`` (the hardest samples with their heatmaps).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from markupsafe import Markup
 
 from runner.report.charts import svg_chart
 from runner.report.html import render
-from runner.report.readers import Series, epoch_of_step, owned_name, read_cartography
+from callbacks.names import HARDEST_KEY
+from runner.report.readers import Series, epoch_of_step, read_cartography
 from runner.report.values import thin
 
 __all__ = [
@@ -60,8 +61,8 @@ HARDEST_ROWS = 12
 
 
 def hardest_image_key() -> str:
-    """``callbacks.cartography.HARDEST_KEY``: the image key of the hardest samples (read, not imported)."""
-    return owned_name("callbacks.cartography", "HARDEST_KEY")
+    """``callbacks.names.HARDEST_KEY``: the image key of the hardest samples."""
+    return HARDEST_KEY
 
 
 def explanation_curves(series: Series) -> tuple[dict[str, Series], Series]:

@@ -7,14 +7,13 @@ a report takes well under a second to write.
 from __future__ import annotations
 
 import csv
-import functools
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.artifacts import (
+    CARTOGRAPHY_FILE,
     CONFIG_FILES,
     CSV_DIR,
     CSV_METRICS_FILE,
@@ -40,7 +39,6 @@ __all__ = [
     "failure_reason",
     "image_series",
     "load_config",
-    "owned_name",
     "read_cartography",
     "read_csv_table",
     "read_metrics_csv",
@@ -143,39 +141,12 @@ def image_series(run_dir: Path) -> dict[str, list[tuple[int, Path]]]:
     return {k: sorted(v) for k, v in sorted(found.items())}
 
 
-@functools.cache
-def owned_name(module: str, name: str) -> str:
-    """The string constant ``name`` of ``module`` (e.g. ``callbacks.cartography``'s ``CARTOGRAPHY_FILE``), read
-    from its source without importing it: a callback module imports torch and Lightning (seconds), a report
-    takes a tenth of one. The module stays the one owner of the name.
-
-    Raises:
-        LookupError: the module has no such top-level string assignment.
-    """
-    import ast
-    import importlib.util
-
-    if module in sys.modules:  # imported already (e.g. at the end of a run): no need to parse
-        return str(getattr(sys.modules[module], name))
-    package, _, leaf = module.rpartition(".")
-    spec = importlib.util.find_spec(package or leaf)  # a top-level package is found, not imported
-    if spec is None or spec.origin is None:
-        raise LookupError(f"{module} not found")
-    source = Path(spec.origin).parent / f"{leaf}.py" if package else Path(spec.origin)
-    for node in ast.parse(source.read_text()).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and isinstance(node.value.value, str):
-                return node.value.value
-    raise LookupError(f"{module} has no string constant {name}")
-
-
 def read_cartography(run_dir: Path) -> list[dict[str, float]]:
     """The rows of the run's cartography csv (``callbacks.CartographyCallback``), numbers as floats; [] without one.
 
-    The file's name is ``CARTOGRAPHY_FILE`` of ``callbacks.cartography`` (re-exported by :mod:`runner.artifacts`).
+    The file's name is ``CARTOGRAPHY_FILE`` of ``callbacks.names`` (re-exported by :mod:`runner.artifacts`).
     """
-    rows = read_csv_table(run_dir / owned_name("callbacks.cartography", "CARTOGRAPHY_FILE"))
+    rows = read_csv_table(run_dir / CARTOGRAPHY_FILE)
     if len(rows) < 2:
         return []
     header = rows[0]

@@ -13,6 +13,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from callbacks.names import FEATURES_PREFIX, GRAM_PREFIX
 from runner.artifacts import IMAGES_DIR, JobResult
 from runner.report.charts import is_constant, spans_decades, svg_chart
 from runner.report.html import Section, page, render
@@ -37,8 +38,8 @@ STAGES = ("train", "val")  # metric prefixes drawn as curves; test/* is logged o
 SUFFIXES = ("_step", "_epoch", "_best")  # one chart for loss, loss_step, loss_epoch, ...
 TITLES = {"acc": "accuracy", "map": "detection mAP", "map_50": "detection mAP@0.5"}  # chart titles of known metric names
 LR_KEYS = ("lr", "learning_rate")
-FEATURES_KEY = "features"  # callbacks.feature_monitor logs features/<layer>/<stat>
-GRAM_KEY = "gram_matrix"  # callbacks.gram_matrix logs gram_matrix/<scalar> and images/gram_matrix/
+FEATURES_KEY = FEATURES_PREFIX  # callbacks.feature_monitor logs features/<layer>/<stat>
+GRAM_KEY = GRAM_PREFIX  # callbacks.gram_matrix logs gram_matrix/<scalar> and images/gram_matrix/
 FEATURE_STATS = ("mean", "std", "sparsity", "max")
 
 

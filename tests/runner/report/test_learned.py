@@ -82,17 +82,18 @@ def test_sweep_compares_the_final_explanation_metrics(tmp_path: Path) -> None:
 
 
 def test_the_names_are_the_callbacks_own() -> None:
-    """The report reads the callback's names from its source (no torch import): the very values it writes with."""
+    """The report and runner.artifacts take the callbacks' names from callbacks.names without importing torch,
+    and the callbacks write under the very same names."""
     import subprocess
     import sys
 
-    code = ("import sys; from runner.report.readers import owned_name; "
-            "print(owned_name('callbacks.cartography', 'CARTOGRAPHY_FILE'), owned_name('callbacks.cartography', "
-            "'HARDEST_KEY'), 'torch' in sys.modules)")
+    code = ("import sys; import runner.report, runner.artifacts as a; from runner.report.learned import hardest_image_key; "
+            "print(a.CARTOGRAPHY_FILE, hardest_image_key(), 'torch' in sys.modules, 'lightning' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from callbacks.cartography import CARTOGRAPHY_FILE, HARDEST_KEY
+    from callbacks import cartography, feature_monitor, gram_matrix, names
 
-    assert out == [CARTOGRAPHY_FILE, HARDEST_KEY, "False"]
+    assert out == [cartography.CARTOGRAPHY_FILE, cartography.HARDEST_KEY, "False", "False"]
+    assert (feature_monitor.FEATURES_PREFIX, gram_matrix.GRAM_PREFIX) == (names.FEATURES_PREFIX, names.GRAM_PREFIX)
 
 
 def test_a_large_data_map_is_thinned_keeping_the_hardest() -> None:
