@@ -28,7 +28,6 @@ __all__ = [
     "INTERPRETATION_PREFIX",
     "explanation_curves",
     "first_alarms",
-    "hardest_image_key",
     "hardest_samples",
     "learned_section",
     "precision_at_k",
@@ -58,11 +57,6 @@ CORRECTNESS_BINS = ((0.0, "correct < 20% of epochs", "#d62728"), (0.2, "correct 
 FLIPPED = "label flipped on purpose"
 MAX_SCATTER = 1500  # points in the scatter (the hardest always kept, a third at most flipped ones, the rest thinned evenly)
 HARDEST_ROWS = 12
-
-
-def hardest_image_key() -> str:
-    """``callbacks.names.HARDEST_KEY``: the image key of the hardest samples."""
-    return HARDEST_KEY
 
 
 def explanation_curves(series: Series) -> tuple[dict[str, Series], Series]:
@@ -184,7 +178,7 @@ def learned_section(series: Series, accuracy: Series, run_dir: Path,
     hardest = [{"index": int(r["index"]), "label": int(r["label"]) if "label" in r else "",
                 "confidence": r["confidence"], "variability": r["variability"], "correctness": r["correctness"],
                 "flipped": "yes" if r.get("noisy", 0) >= 0.5 else ""} for r in hardest_samples(rows)]
-    frames = images.get(hardest_image_key()) or []
+    frames = images.get(HARDEST_KEY) or []
     return render(
         "run/learned.html", charts=charts, notes=notes, fired=fired, alarms=bool(alarms),
         methods=sorted({m for by_method in metrics.values() for m in by_method}),

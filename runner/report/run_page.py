@@ -13,11 +13,11 @@ from typing import Any
 
 from markupsafe import Markup
 
-from callbacks.names import FEATURES_PREFIX, GRAM_PREFIX
+from callbacks.names import FEATURES_PREFIX, GRAM_PREFIX, HARDEST_KEY
 from runner.artifacts import IMAGES_DIR, JobResult
 from runner.report.charts import is_constant, spans_decades, svg_chart
 from runner.report.html import Section, page, render
-from runner.report.learned import INTERPRETATION_PREFIX, hardest_image_key, learned_section
+from runner.report.learned import INTERPRETATION_PREFIX, learned_section
 from runner.report.provenance import shown_provenance
 from runner.report.readers import (
     Series,
@@ -38,8 +38,6 @@ STAGES = ("train", "val")  # metric prefixes drawn as curves; test/* is logged o
 SUFFIXES = ("_step", "_epoch", "_best")  # one chart for loss, loss_step, loss_epoch, ...
 TITLES = {"acc": "accuracy", "map": "detection mAP", "map_50": "detection mAP@0.5"}  # chart titles of known metric names
 LR_KEYS = ("lr", "learning_rate")
-FEATURES_KEY = FEATURES_PREFIX  # callbacks.feature_monitor logs features/<layer>/<stat>
-GRAM_KEY = GRAM_PREFIX  # callbacks.gram_matrix logs gram_matrix/<scalar> and images/gram_matrix/
 FEATURE_STATS = ("mean", "std", "sparsity", "max")
 
 
@@ -104,20 +102,20 @@ def _features(series: Series) -> Markup:
     by_stat: dict[str, Series] = {}
     for key, pts in series.items():
         parts = key.split("/")
-        if parts[0] == FEATURES_KEY and len(parts) >= 3:
+        if parts[0] == FEATURES_PREFIX and len(parts) >= 3:
             by_stat.setdefault(parts[-1], {})["/".join(parts[1:-1])] = pts
     order = [s for s in FEATURE_STATS if s in by_stat] + sorted(set(by_stat) - set(FEATURE_STATS))
     return render("run/features.html", charts=[svg_chart(by_stat[s], f"features: {s}") for s in order])
 
 
 def _gram(series: Series, images: dict[str, list[tuple[int, Path]]]) -> Markup:
-    scalars = {k.split("/", 1)[1]: v for k, v in series.items() if k.startswith(GRAM_KEY + "/")}
+    scalars = {k.split("/", 1)[1]: v for k, v in series.items() if k.startswith(GRAM_PREFIX + "/")}
     ranks = {k: v for k, v in scalars.items() if "rank" in k}
     offdiag = {k: v for k, v in scalars.items() if "offdiag" in k}
     rest = {k: v for k, v in scalars.items() if k not in ranks and k not in offdiag and not is_constant(v)}
     charts = [svg_chart(ranks, "Gram: effective rank"), svg_chart(offdiag, "Gram: mean off-diagonal"),
               svg_chart(rest, "Gram: other")] if scalars else []
-    sliders = _sliders(images, series, [GRAM_KEY]) if GRAM_KEY in images else []
+    sliders = _sliders(images, series, [GRAM_PREFIX]) if GRAM_PREFIX in images else []
     return render("run/gram.html", scalars=bool(scalars), charts=charts, sliders=sliders)
 
 
@@ -126,7 +124,7 @@ def _other(series: Series) -> list[Markup]:
     groups: dict[str, Series] = {}
     for key, pts in series.items():
         head, _, tail = key.partition("/")
-        if (key == "epoch" or _is_lr(key) or head in (FEATURES_KEY, GRAM_KEY, INTERPRETATION_PREFIX, "test")
+        if (key == "epoch" or _is_lr(key) or head in (FEATURES_PREFIX, GRAM_PREFIX, INTERPRETATION_PREFIX, "test")
                 or (head in STAGES and tail) or len(pts) < 2):
             continue
         if is_constant(pts):  # e.g. num_samples: a chart of one value says nothing (the final table has it)
@@ -190,8 +188,7 @@ def build_run_report(run_dir: Path, provenance: dict[str, Any] | None = None) ->
     series, source = read_scalars(run_dir)
     images = image_series(run_dir)
     config_text, cfg, note = load_config(run_dir)
-    hardest_key = hardest_image_key()
-    interp_keys = [k for k in images if k not in (GRAM_KEY, hardest_key)]
+    interp_keys = [k for k in images if k not in (GRAM_PREFIX, HARDEST_KEY)]
     sections = [
         Section("config", "Config and provenance", render(
             "run/config.html", rows=_config_rows(run_dir, result, prov, cfg), text=config_text, note=note)),

@@ -87,8 +87,8 @@ def test_the_names_are_the_callbacks_own() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import runner.report, runner.artifacts as a; from runner.report.learned import hardest_image_key; "
-            "print(a.CARTOGRAPHY_FILE, hardest_image_key(), 'torch' in sys.modules, 'lightning' in sys.modules)")
+    code = ("import sys; import runner.report, runner.artifacts as a; from runner.report import learned; "
+            "print(a.CARTOGRAPHY_FILE, learned.HARDEST_KEY, 'torch' in sys.modules, 'lightning' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     from callbacks import cartography, feature_monitor, gram_matrix, names
 
